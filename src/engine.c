@@ -26,8 +26,6 @@
 
 /* Rows handled per turn before letting other events in. */
 #define TURN_BUDGET		256
-/* Wait after a storage error before trying again. */
-#define STORAGE_RETRY_MS	2000
 #define ROW_ID_MAX		48
 
 enum pending {
@@ -61,6 +59,7 @@ struct target {
 	bool			 paused;
 	bool			 blocked;
 	bool			 storage_wait;	/* the disk said no: wait */
+	unsigned		 storage_failures;
 	uint64_t		 next_send;	/* monotonic ms: not before */
 	uint64_t		 last_start;
 	bool			 started;	/* last_start is set */
@@ -144,15 +143,23 @@ close_reader(struct target *t)
 	t->have_row = false;
 }
 
+/* Wait before touching the disk again, backing off like for a 5xx. */
+static void
+wait_for_disk(struct target *t)
+{
+	t->state = TARGET_BACKOFF;
+	t->next_send = now_ms() + backoff_delay(++t->storage_failures,
+	    t->conf->backoff_min_ms, t->conf->backoff_max_ms);
+	t->storage_wait = true;
+}
+
 /* The disk refused: log it, keep the outcome, try again a bit later. */
 static void
 storage_trouble(struct target *t, const char *what)
 {
 	set_error(t, "%s: %s", what, strerror(errno));
 	log_warnx("%s: %s: %s (retrying)", t->name, what, strerror(errno));
-	t->state = TARGET_BACKOFF;
-	t->next_send = now_ms() + STORAGE_RETRY_MS;
-	t->storage_wait = true;
+	wait_for_disk(t);
 }
 
 static int
@@ -186,6 +193,7 @@ commit_pending(struct target *t)
 	}
 	t->pending = PENDING_NONE;
 	t->have_row = false;
+	t->storage_failures = 0;
 	return 0;
 }
 
@@ -230,9 +238,7 @@ open_batch(struct target *t)
 		set_error(t, "%s: %s", b->name, cause);
 		log_warnx("%s: %s: %s (retrying)", t->name, b->name, cause);
 		free(cause);
-		t->next_send = now_ms() + STORAGE_RETRY_MS;
-		t->state = TARGET_BACKOFF;
-		t->storage_wait = true;
+		wait_for_disk(t);
 		return -1;
 	}
 	return 0;
@@ -259,9 +265,7 @@ next_row(struct target *t)
 			set_error(t, "%s", cause);
 			log_warnx("%s: %s (retrying)", t->name, cause);
 			free(cause);
-			t->state = TARGET_BACKOFF;
-			t->next_send = now_ms() + STORAGE_RETRY_MS;
-			t->storage_wait = true;
+			wait_for_disk(t);
 			return -1;
 		}
 		if (r == 0)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -245,6 +246,7 @@ class Daemon:
         self.env = env or {}
         self.proc = None
         self.notes = []
+        self.notes_lock = threading.Lock()
         self.write_config(targets, extra, log_level)
         if start:
             self.start()
@@ -275,6 +277,9 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.notes = []
+        self.notes_lock = threading.Lock()
+        threading.Thread(target=self._read_notes, args=(self.notify,),
+                         daemon=True).start()
         env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
         env["NOTIFY_SOCKET"] = self.notify_path
@@ -286,27 +291,32 @@ class Daemon:
         if wait_ready:
             self.wait_note("READY=1")
 
-    def read_notes(self, timeout):
-        self.notify.settimeout(timeout)
-        try:
-            data = self.notify.recv(65536).decode()
-        except socket.timeout:
-            return
-        self.notes.append(data)
-
-    def wait_note(self, what, timeout=DEFAULT_TIMEOUT):
-        deadline = time.monotonic() + timeout
+    def _read_notes(self, sock):
+        # Drained all the time: an unread datagram queue fills (10 deep on
+        # Linux) and would block the daemon's sd_notify.
         while True:
-            for n in self.notes:
-                if what in n.split("\n"):
-                    return n
+            try:
+                data = sock.recv(65536).decode()
+            except OSError:
+                return
+            if not data:
+                return
+            with self.notes_lock:
+                self.notes.append(data)
+
+    def wait_note(self, what, timeout=DEFAULT_TIMEOUT, after=0):
+        """Wait for a notification line WHAT among notes[after:]; its
+        index."""
+        def seen():
+            with self.notes_lock:
+                for i, n in enumerate(self.notes[after:], after):
+                    if what in n.split("\n"):
+                        return i + 1
             if self.proc.poll() is not None:
                 raise TestFailure("mmsyncd exited (%s) before %s: %s" % (
                     self.proc.returncode, what, self.log_tail()))
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TestFailure("mmsyncd never said %s" % what)
-            self.read_notes(min(left, 0.2))
+            return 0
+        return wait_until(seen, timeout, "mmsyncd to say " + what) - 1
 
     def log(self):
         try:
@@ -393,6 +403,7 @@ class Daemon:
     def _close(self):
         try:
             self.logf.close()
+            self.notify.shutdown(socket.SHUT_RDWR)
             self.notify.close()
         except Exception:  # noqa: BLE001
             pass
