@@ -173,7 +173,9 @@ def server_errors_resets_hangs_resend(w):
     check([p["message"] for p in posts] ==
           ["row-%d" % i for i in range(1, 6)], repr(posts))
     st = d.status()["targets"]["t"]
-    check(st["retries"] == 5, "retries %r" % st)
+    # curl itself resends once on a reused connection reset before any
+    # answer, so 4 or 5 of the 5 faults reach the daemon.
+    check(st["retries"] in (4, 5), "retries %r" % st)
     check(st["sent"] == 5 and st["failed"] == 0, repr(st))
 
 
