@@ -74,7 +74,9 @@ struct target {
 
 struct engine {
 	struct event_base	*base;
-	const struct config	*config;
+	/* The spool settings of the start: they change only at a restart,
+	 * so targets added by a reload live beside the others. */
+	const struct config	*spool_config;
 	struct http		*http;
 	struct target		**targets;
 	size_t			 ntargets;
@@ -387,6 +389,9 @@ on_response(void *arg, const struct response *resp)
 		t->retries++;
 		wait = backoff_delay(++t->failures, t->conf->backoff_min_ms,
 		    t->conf->backoff_max_ms);
+		/* A 503 may say how long: never sooner than that. */
+		if (o.has_wait && o.wait_ms > wait)
+			wait = o.wait_ms;
 		if (now + wait > t->next_send)
 			t->next_send = now + wait;
 		t->state = TARGET_BACKOFF;
@@ -552,7 +557,7 @@ target_new(struct engine *e, const struct target_conf *tc, char **cause)
 	buf_init(&t->message);
 	buf_init(&t->body);
 	t->timer = evtimer_new(e->base, on_timer, t);
-	if ((t->spool = spool_open(e->config, tc->name, cause)) == NULL) {
+	if ((t->spool = spool_open(e->spool_config, tc->name, cause)) == NULL) {
 		event_free(t->timer);
 		free(t->name);
 		free(t);
@@ -596,10 +601,11 @@ engine_new(struct event_base *base, const struct config *cf, char **cause)
 	size_t		 i;
 
 	e->base = base;
-	e->config = cf;
+	e->spool_config = config_copy_spool(cf);
 	e->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (e->inotify_fd == -1) {
 		xasprintf(cause, "inotify: %s", strerror(errno));
+		config_free((struct config *)e->spool_config);
 		free(e);
 		return NULL;
 	}
@@ -635,6 +641,7 @@ engine_free(struct engine *e)
 	event_free(e->inotify_ev);
 	event_free(e->stop_timer);
 	close(e->inotify_fd);
+	config_free((struct config *)e->spool_config);
 	free(e);
 }
 
@@ -656,7 +663,6 @@ engine_reconfigure(struct engine *e, const struct config *cf, char **cause)
 	size_t		  i, j;
 
 	next = xcalloc(cf->ntargets, sizeof *next);
-	e->config = cf;
 	for (i = 0; i < cf->ntargets; i++) {
 		if ((t = find_target(e, cf->targets[i]->name)) != NULL) {
 			t->conf = cf->targets[i];
@@ -664,9 +670,9 @@ engine_reconfigure(struct engine *e, const struct config *cf, char **cause)
 			if (t->inflight == NULL && t->pending == PENDING_NONE &&
 			    t->have_row)
 				close_reader(t);
-			if (t->blocked || t->state == TARGET_BACKOFF ||
-			    t->state == TARGET_RATE_LIMITED) {
-				/* A reload is the operator saying "try now". */
+			if (t->blocked || t->state == TARGET_BACKOFF) {
+				/* A reload is the operator saying "try now"
+				 * (but a 429's Retry-After still holds). */
 				t->next_send = now_ms();
 				t->failures = 0;
 			}
@@ -826,8 +832,8 @@ engine_resume(struct engine *e, const char *name, char **cause)
 	if (t->paused)
 		log_info("%s: resumed", name);
 	t->paused = false;
-	if (t->blocked || t->state == TARGET_BACKOFF ||
-	    t->state == TARGET_RATE_LIMITED) {
+	/* Try now, except that a 429's Retry-After still holds. */
+	if (t->blocked || t->state == TARGET_BACKOFF) {
 		t->next_send = now_ms();
 		t->failures = 0;
 	}

@@ -53,8 +53,8 @@ log_add_secret(const char *s)
 {
 	size_t	i;
 
-	/* Short strings would redact ordinary words; no real secret is. */
-	if (s == NULL || strlen(s) < 6 || log_nsecrets == LOG_MAX_SECRETS)
+	/* Even a short secret is hidden, at the price of odd log lines. */
+	if (s == NULL || *s == '\0' || log_nsecrets == LOG_MAX_SECRETS)
 		return;
 	for (i = 0; i < log_nsecrets; i++)
 		if (strcmp(log_secrets[i], s) == 0)

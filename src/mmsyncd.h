@@ -39,7 +39,7 @@ extern uint64_t	 mms_start_ms;
 #define MMS_MAX_ROW_BYTES (16u * 1024 * 1024)
 /* Longest target name; it is also a directory name. */
 #define MMS_MAX_TARGET_NAME 64
-/* A Mattermost id: 26 lowercase letters and digits. */
+/* A Mattermost id: 26 letters and digits. */
 #define MMS_ID_LEN 26
 
 struct event_base;
@@ -189,6 +189,8 @@ struct config_errors {
  */
 struct config	*config_load(const char *path, struct config_errors *errs);
 void		 config_free(struct config *);
+/* A config holding only the top-level (spool and socket) settings. */
+struct config	*config_copy_spool(const struct config *);
 void		 config_errors_free(struct config_errors *);
 const struct target_conf *config_find_target(const struct config *,
 		    const char *);
@@ -429,7 +431,8 @@ size_t		 engine_ntargets(const struct engine *);
 /* The Nth target's name and figures, in configuration order. */
 const char	*engine_target_stats(const struct engine *, size_t,
 		    struct target_stats *);
-/* Operator commands: 0, or -1 with *cause. */
+/* Operator commands: 0 (retry: the number of batches moved back), or -1
+ * with *cause. */
 int		 engine_pause(struct engine *, const char *, char **cause);
 int		 engine_resume(struct engine *, const char *, char **cause);
 int		 engine_retry(struct engine *, const char *, char **cause);
