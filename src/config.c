@@ -131,7 +131,7 @@ problems_flush(struct loader *L, struct config_errors *errs)
 
 	if (L->nprobs > 1)
 		qsort(L->probs, L->nprobs, sizeof *L->probs, problem_cmp);
-	if (errs != NULL)
+	if (errs != NULL && L->nprobs + extra > 0)
 		errs->msgs = xreallocarray(errs->msgs, errs->n + L->nprobs +
 		    extra, sizeof *errs->msgs);
 	for (i = 0; i < L->nprobs; i++) {

@@ -192,6 +192,7 @@ main(int argc, char **argv)
 		config_errors_free(&errs);
 		return 1;
 	}
+	config_errors_free(&errs);
 	if (check) {
 		printf("%s: configuration OK (%zu target%s)\n", d.config_path,
 		    d.config->ntargets, d.config->ntargets == 1 ? "" : "s");
@@ -205,11 +206,11 @@ main(int argc, char **argv)
 
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	if ((d.control = control_new(d.base, NULL, d.config, &cause)) == NULL)
+		fatalx("%s", cause);
 	if ((d.engine = engine_new(d.base, d.config, &cause)) == NULL)
 		fatalx("%s", cause);
-	if ((d.control = control_new(d.base, d.engine, d.config,
-	    &cause)) == NULL)
-		fatalx("%s", cause);
+	control_set_engine(d.control, d.engine);
 	sigs[0] = evsignal_new(d.base, SIGTERM, on_stop_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGINT, on_stop_signal, &d);
 	sigs[2] = evsignal_new(d.base, SIGHUP, on_reload_signal, &d);

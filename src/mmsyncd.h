@@ -446,6 +446,9 @@ struct control;
 
 struct control	*control_new(struct event_base *, struct engine *,
 		    const struct config *, char **cause);
+/* The engine is created after the socket, so that a second daemon is
+ * refused before it touches the spool. */
+void		 control_set_engine(struct control *, struct engine *);
 void		 control_free(struct control *);
 /* Answer one command line (without its newline) into OUT; pure enough
  * to test and fuzz without a socket. */

@@ -518,7 +518,8 @@ spool_resume(struct spool *sp, struct batch **out, char **cause)
 		}
 	}
 	closedir(d);
-	qsort(seqs, nseqs, sizeof *seqs, cmp_u64);
+	if (nseqs > 1)
+		qsort(seqs, nseqs, sizeof *seqs, cmp_u64);
 
 	for (i = 0; i < nseqs && *out == NULL; i++) {
 		if (i > 0 && seqs[i] == seqs[i - 1])
