@@ -47,6 +47,7 @@
 #define DEFAULT_BLOCKED_RETRY_MS	(5 * 60 * 1000)
 #define DEFAULT_SPOOL_MODE		0770
 #define DEFAULT_SOCKET_MODE		0660
+#define DIGEST_ROWS_MAX			1000
 
 /* ------------------------------------------------------------ the tree */
 
@@ -773,6 +774,9 @@ enum tkey {
 	T_BACKOFF_MAX,
 	T_BLOCKED_RETRY,
 	T_CA_FILE,
+	T_DIGEST_ROWS,
+	T_DIGEST_HEADER,
+	T_ATTACHMENT,
 	T_MAX
 };
 
@@ -800,6 +804,9 @@ static const struct {
 	[T_BACKOFF_MAX] = { "backoff_max", FOR_ANY },
 	[T_BLOCKED_RETRY] = { "blocked_retry", FOR_ANY },
 	[T_CA_FILE] = { "ca_file", FOR_ANY },
+	[T_DIGEST_ROWS] = { "digest_rows", FOR_ANY },
+	[T_DIGEST_HEADER] = { "digest_header", FOR_ANY },
+	[T_ATTACHMENT] = { "attachment", FOR_ANY },
 };
 
 static bool
@@ -881,6 +888,261 @@ check_ca_file(struct loader *L, const struct ynode *v, const char *path)
 	close(fd);
 }
 
+/*
+ * A template value of KEY (WHAT names it in messages): not empty, compiled.
+ * NULL after reporting why.  The source is kept in *SRC when SRC is not
+ * NULL, else freed.
+ */
+static struct template *
+get_template(struct loader *L, const char *what, const struct ynode *v,
+    char **src)
+{
+	struct template	*t;
+	char		*s, *cause = NULL;
+
+	if ((s = value_str(L, what, v)) == NULL)
+		return NULL;
+	if (*s == '\0') {
+		problem_at(L, v, "%s: must not be empty", what);
+		free(s);
+		return NULL;
+	}
+	if ((t = template_compile(s, &cause)) == NULL) {
+		problem_at(L, v, "%s: %s", what,
+		    cause != NULL ? cause : "cannot be compiled");
+		free(cause);
+		free(s);
+		return NULL;
+	}
+	if (src != NULL)
+		*src = s;
+	else
+		free(s);
+	return t;
+}
+
+static void
+attachment_free(struct attachment_conf *a)
+{
+	size_t	i;
+
+	if (a == NULL)
+		return;
+	template_free(a->fallback);
+	template_free(a->color);
+	template_free(a->pretext);
+	template_free(a->title);
+	template_free(a->title_link);
+	template_free(a->text);
+	template_free(a->footer);
+	for (i = 0; i < a->nfields; i++) {
+		template_free(a->fields[i].title);
+		template_free(a->fields[i].value);
+	}
+	free(a->fields);
+	free(a);
+}
+
+/* YAML's true and false, as text. */
+static int
+parse_bool(const char *s, bool *b)
+{
+	if (strcmp(s, "true") == 0 || strcmp(s, "True") == 0 ||
+	    strcmp(s, "TRUE") == 0)
+		*b = true;
+	else if (strcmp(s, "false") == 0 || strcmp(s, "False") == 0 ||
+	    strcmp(s, "FALSE") == 0)
+		*b = false;
+	else
+		return -1;
+	return 0;
+}
+
+/* One item of attachment.fields (N is 1-based): false if it is bad. */
+static bool
+attachment_field_build(struct loader *L, size_t n, const struct ynode *v,
+    struct attachment_field *f)
+{
+	const struct ynode	*k, *kv, *seen[3] = { NULL, NULL, NULL };
+	char			 what[64], tmp[64], *s;
+	size_t			 i;
+	bool			 good = true;
+
+	if (v->kind != Y_MAP || v->null) {
+		problem_at(L, v, "attachment: field %zu: expected a mapping "
+		    "of title, value and short, found %s", n, ykind_name(v));
+		return false;
+	}
+	for (i = 0; i + 1 < v->n; i += 2) {
+		k = v->kids[i];
+		kv = v->kids[i + 1];
+		if (k->kind != Y_SCALAR)
+			continue;			/* reported */
+		if (strcmp(k->text, "title") == 0) {
+			if (seen[0] != NULL || kv->null)
+				continue;
+			seen[0] = k;
+			snprintf(what, sizeof what, "attachment: field %zu: "
+			    "title", n);
+			if ((f->title = get_template(L, what, kv, NULL)) ==
+			    NULL)
+				good = false;
+		} else if (strcmp(k->text, "value") == 0) {
+			if (seen[1] != NULL || kv->null)
+				continue;
+			seen[1] = k;
+			snprintf(what, sizeof what, "attachment: field %zu: "
+			    "value", n);
+			if ((f->value = get_template(L, what, kv, NULL)) ==
+			    NULL)
+				good = false;
+		} else if (strcmp(k->text, "short") == 0) {
+			if (seen[2] != NULL || kv->null)
+				continue;
+			seen[2] = k;
+			snprintf(what, sizeof what, "attachment: field %zu: "
+			    "short", n);
+			if ((s = value_str(L, what, kv)) == NULL) {
+				good = false;
+				continue;
+			}
+			if (parse_bool(s, &f->is_short) == -1) {
+				problem_at(L, kv, "%s: '%s' is neither true "
+				    "nor false", what, shown(s, tmp));
+				good = false;
+			}
+			free(s);
+		} else {
+			problem_at(L, k, "attachment: field %zu: unknown key "
+			    "'%s' (a field has title, value and short)", n,
+			    shown(k->text, tmp));
+			good = false;
+		}
+	}
+	if (seen[0] == NULL && seen[1] == NULL) {
+		problem_at(L, v, "attachment: field %zu: needs a title or a "
+		    "value", n);
+		good = false;
+	}
+	return good;
+}
+
+/* The attachment's string keys, in the order they are sent. */
+static const char *const attachment_keys[] = {
+	"fallback", "color", "pretext", "title", "title_link", "text",
+	"footer",
+};
+#define ATTACHMENT_NKEYS (sizeof attachment_keys / sizeof attachment_keys[0])
+
+static struct template **
+attachment_slot(struct attachment_conf *a, size_t i)
+{
+	struct template	**slots[ATTACHMENT_NKEYS] = {
+		&a->fallback, &a->color, &a->pretext, &a->title,
+		&a->title_link, &a->text, &a->footer,
+	};
+
+	return slots[i];
+}
+
+/* The value of "attachment:", known not to be null; NULL if unusable. */
+static struct attachment_conf *
+attachment_build(struct loader *L, const struct ynode *v)
+{
+	struct attachment_conf	*a;
+	const struct ynode	*k, *kv, *seen[ATTACHMENT_NKEYS + 1] = { 0 };
+	char			 what[64], tmp[64];
+	size_t			 i, j, nkeys = 0;
+	bool			 good = true;
+
+	if (v->kind != Y_MAP) {
+		problem_at(L, v, "attachment: expected a mapping (fallback, "
+		    "color, pretext, title, title_link, text, footer, "
+		    "fields), found %s", ykind_name(v));
+		return NULL;
+	}
+	a = xcalloc(1, sizeof *a);
+	for (i = 0; i + 1 < v->n; i += 2) {
+		k = v->kids[i];
+		kv = v->kids[i + 1];
+		if (k->kind != Y_SCALAR)
+			continue;			/* reported */
+		for (j = 0; j < ATTACHMENT_NKEYS; j++)
+			if (strcmp(k->text, attachment_keys[j]) == 0)
+				break;
+		if (j == ATTACHMENT_NKEYS && strcmp(k->text, "fields") != 0) {
+			problem_at(L, k, "attachment: unknown key '%s' (one of "
+			    "fallback, color, pretext, title, title_link, "
+			    "text, footer, fields)", shown(k->text, tmp));
+			good = false;
+			continue;
+		}
+		if (seen[j] != NULL || kv->null)
+			continue;	/* a duplicate (reported), or absent */
+		seen[j] = k;
+		nkeys++;
+		if (j < ATTACHMENT_NKEYS) {
+			snprintf(what, sizeof what, "attachment: %s",
+			    attachment_keys[j]);
+			if ((*attachment_slot(a, j) = get_template(L, what, kv,
+			    NULL)) == NULL)
+				good = false;
+			continue;
+		}
+		if (kv->kind != Y_SEQ) {
+			problem_at(L, kv, "attachment: fields: expected a list "
+			    "of fields, found %s", ykind_name(kv));
+			good = false;
+			continue;
+		}
+		if (kv->n == 0) {
+			problem_at(L, kv, "attachment: fields: the list is "
+			    "empty");
+			good = false;
+			continue;
+		}
+		a->fields = xcalloc(kv->n, sizeof *a->fields);
+		a->nfields = kv->n;
+		for (j = 0; j < kv->n; j++)
+			if (!attachment_field_build(L, j + 1, kv->kids[j],
+			    &a->fields[j]))
+				good = false;
+	}
+	if (nkeys == 0 && good) {
+		problem_at(L, v, "attachment: give at least one of fallback, "
+		    "color, pretext, title, title_link, text, footer, "
+		    "fields");
+		good = false;
+	}
+	if (!good) {
+		attachment_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* "1" to "1000". */
+static void
+get_digest_rows(struct loader *L, const char *key, const struct ynode *v,
+    unsigned *rows)
+{
+	char		*s, tmp[64];
+	size_t		 len;
+	unsigned long	 n;
+
+	*rows = 0;		/* marks a bad value until it is known good */
+	if ((s = value_str(L, key, v)) == NULL)
+		return;
+	len = strlen(s);
+	if (len == 0 || len > 4 || strspn(s, "0123456789") != len ||
+	    (n = strtoul(s, NULL, 10)) < 1 || n > DIGEST_ROWS_MAX)
+		problem_at(L, v, "%s: '%s' is not a whole number from 1 to "
+		    "%d", key, shown(s, tmp), DIGEST_ROWS_MAX);
+	else
+		*rows = (unsigned)n;
+	free(s);
+}
+
 static void
 target_free(struct target_conf *tc)
 {
@@ -896,6 +1158,9 @@ target_free(struct target_conf *tc)
 	free(tc->icon_url);
 	free(tc->template_src);
 	template_free(tc->template);
+	template_free(tc->channel_template);
+	template_free(tc->digest_header);
+	attachment_free(tc->attachment);
 	free(tc->ca_file);
 	free(tc);
 }
@@ -966,6 +1231,20 @@ target_value(struct loader *L, struct target_conf *tc, enum tkey id,
 			free(s);
 			return;
 		}
+		if (tc->auth == AUTH_TOKEN && strstr(s, "{{") != NULL) {
+			/* Per-row channels: checked as each row renders. */
+			cause = NULL;
+			if ((tc->channel_template = template_compile(s,
+			    &cause)) == NULL) {
+				problem_at(L, v, "channel: %s", cause != NULL ?
+				    cause : "cannot be compiled");
+				free(cause);
+				free(s);
+				return;
+			}
+			tc->channel = s;
+			return;
+		}
 		if (tc->auth == AUTH_TOKEN) {
 			if (looks_like_id(s)) {
 				tc->channel = s;
@@ -983,7 +1262,12 @@ target_value(struct loader *L, struct target_conf *tc, enum tkey id,
 				    "digits; '%s' has other characters",
 				    MMS_ID_LEN, shown(s, tmp));
 		} else {
-			if (looks_like_id(s[0] == '#' ? s + 1 : s))
+			if (strstr(s, "{{") != NULL)
+				problem_at(L, v, "channel: '%s': a webhook "
+				    "target takes one channel name, not a "
+				    "template (per-row channels are for auth: "
+				    "token targets)", shown(s, tmp));
+			else if (looks_like_id(s[0] == '#' ? s + 1 : s))
 				problem_at(L, v, "channel: '%s' looks like a "
 				    "channel id; a webhook takes a channel "
 				    "name (e.g. town-square) or @username",
@@ -1014,22 +1298,16 @@ target_value(struct loader *L, struct target_conf *tc, enum tkey id,
 			tc->icon_url = s;
 		break;
 	case T_TEMPLATE:
-		if ((s = value_str(L, name, v)) == NULL)
-			return;
-		if (*s == '\0') {
-			problem_at(L, v, "template: must not be empty");
-			free(s);
-			return;
-		}
-		cause = NULL;
-		if ((tc->template = template_compile(s, &cause)) == NULL) {
-			problem_at(L, v, "template: %s",
-			    cause != NULL ? cause : "cannot be compiled");
-			free(cause);
-			free(s);
-			return;
-		}
-		tc->template_src = s;
+		tc->template = get_template(L, name, v, &tc->template_src);
+		break;
+	case T_DIGEST_ROWS:
+		get_digest_rows(L, name, v, &tc->digest_rows);
+		break;
+	case T_DIGEST_HEADER:
+		tc->digest_header = get_template(L, name, v, NULL);
+		break;
+	case T_ATTACHMENT:
+		tc->attachment = attachment_build(L, v);
 		break;
 	case T_INTERVAL:
 		get_duration(L, name, v, &tc->interval_ms, true);
@@ -1084,6 +1362,7 @@ target_build(struct loader *L, const struct ynode *key,
 	tc->backoff_min_ms = DEFAULT_BACKOFF_MIN_MS;
 	tc->backoff_max_ms = DEFAULT_BACKOFF_MAX_MS;
 	tc->blocked_retry_ms = DEFAULT_BLOCKED_RETRY_MS;
+	tc->digest_rows = 1;
 
 	if (!valid_target_name(key->text, key->len)) {
 		problem_at(L, key, "target name '%s' is not 1 to %d letters, "
@@ -1160,9 +1439,14 @@ target_build(struct loader *L, const struct ynode *key,
 	}
 
 	/* Keys that must be there, for the kind of target. */
-	if (at[T_TEMPLATE] == NULL)
+	if (at[T_TEMPLATE] == NULL && at[T_ATTACHMENT] == NULL)
 		problem_at(L, key, "target '%s': missing required key "
-		    "'template'", tname);
+		    "'template' (or an 'attachment')", tname);
+	if (tc->digest_rows == 0)
+		tc->digest_rows = 1;		/* bad: reported */
+	else if (at[T_DIGEST_HEADER] != NULL && tc->digest_rows == 1)
+		problem_at(L, at[T_DIGEST_HEADER], "target '%s': "
+		    "digest_header needs digest_rows > 1", tname);
 	if (auth_known && tc->auth == AUTH_TOKEN) {
 		if (at[T_SERVER_URL] == NULL)
 			problem_at(L, key, "target '%s': missing required key "

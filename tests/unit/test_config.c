@@ -589,6 +589,218 @@ test_template_error(void)
 }
 
 static void
+test_extensions(void)
+{
+	const struct target_conf	*t;
+	const struct attachment_conf	*a;
+
+	/* Without the extension keys: as before. */
+	load(TOP TOKEN_TARGET);
+	ok(C != NULL && C->targets[0]->digest_rows == 1 &&
+	    C->targets[0]->digest_header == NULL &&
+	    C->targets[0]->attachment == NULL &&
+	    C->targets[0]->channel_template == NULL,
+	    "extensions default: digest_rows 1, no header, attachment or "
+	    "channel template");
+
+	load(TOP "targets:\n"
+	    "  digest:\n"
+	    "    auth: token\n"
+	    "    server_url: https://h\n"
+	    "    token: abcdef\n"
+	    "    channel: \"{{team_channel}}\"\n"
+	    "    template: \"- {{name}}\"\n"
+	    "    digest_rows: 50\n"
+	    "    digest_header: \"**{{count}} new leads**\"\n"	/* 11 */
+	    "    attachment:\n"
+	    "      fallback: \"Lead {{name}}\"\n"
+	    "      color: \"#2eb886\"\n"
+	    "      pretext: pre\n"
+	    "      title: \"{{name}}\"\n"
+	    "      title_link: \"https://crm/{{id}}\"\n"
+	    "      text: \"{{note}}\"\n"
+	    "      footer: mmsyncd\n"
+	    "      fields:\n"
+	    "        - title: Score\n"				/* 21 */
+	    "          value: \"{{score}}\"\n"
+	    "          short: true\n"
+	    "        - value: \"{{owner}}\"\n"
+	    "          short: False\n"
+	    "        - title: Note\n"
+	    "  cards:\n"
+	    "    auth: webhook\n"
+	    "    webhook_url: https://h/hooks/x\n"
+	    "    attachment:\n"
+	    "      text: \"{{t}}\"\n"				/* 31 */
+	    "    digest_rows: 1\n"
+	    "  nulls:\n"
+	    "    auth: webhook\n"
+	    "    webhook_url: https://h/hooks/x\n"
+	    "    template: x\n"
+	    "    attachment:\n"
+	    "    digest_header: ~\n");
+	ok(C != NULL && E.n == 0, "extension keys load");
+	if (C == NULL) {
+		show_errors();
+		return;
+	}
+	t = C->targets[0];
+	is_str(t->channel, "{{team_channel}}", "channel template source kept");
+	ok(t->channel_template != NULL, "channel template compiled");
+	is_int(t->digest_rows, 50, "digest_rows 50");
+	ok(t->digest_header != NULL, "digest_header compiled");
+	a = t->attachment;
+	ok(a != NULL && a->fallback != NULL && a->color != NULL &&
+	    a->pretext != NULL && a->title != NULL && a->title_link != NULL &&
+	    a->text != NULL && a->footer != NULL,
+	    "attachment: every string key compiled");
+	ok(a != NULL && a->nfields == 3 &&
+	    a->fields[0].title != NULL && a->fields[0].value != NULL &&
+	    a->fields[0].is_short &&
+	    a->fields[1].title == NULL && a->fields[1].value != NULL &&
+	    !a->fields[1].is_short &&
+	    a->fields[2].title != NULL && a->fields[2].value == NULL &&
+	    !a->fields[2].is_short,
+	    "attachment fields: title, value, short (default false)");
+
+	t = C->targets[1];
+	ok(t->template == NULL && t->template_src == NULL &&
+	    t->attachment != NULL && t->attachment->text != NULL &&
+	    t->attachment->title == NULL && t->attachment->nfields == 0,
+	    "with an attachment, template may be omitted");
+	is_int(t->digest_rows, 1, "digest_rows 1 allowed");
+
+	t = C->targets[2];
+	ok(t->attachment == NULL && t->digest_header == NULL,
+	    "null attachment and digest_header are absent");
+
+	load(TOP TOKEN_TARGET "    digest_rows: 1000\n");
+	ok(C != NULL && C->targets[0]->digest_rows == 1000,
+	    "digest_rows 1000 allowed");
+	load(TOP TOKEN_TARGET "    digest_rows: \"7\"\n"
+	    "    digest_header: \"{{count}}\"\n");
+	ok(C != NULL && C->targets[0]->digest_rows == 7,
+	    "digest_rows quoted");
+	load(TOP "targets:\n  leads:\n    auth: token\n"
+	    "    server_url: https://h\n    token: abcdef\n"
+	    "    channel: \"x{{}}\"\n    template: x\n");
+	ok(C != NULL && C->targets[0]->channel_template != NULL,
+	    "a channel with '{{' is a template even without a field");
+}
+
+static void
+test_extension_errors(void)
+{
+	char	*text;
+	size_t	 n = 70 * 1024, hdr;
+
+	refused("digest_rows 0", TOP TOKEN_TARGET "    digest_rows: 0\n",
+	    "10:18", "digest_rows: '0' is not a whole number from 1 to 1000");
+	refused("digest_rows 1001", TOP TOKEN_TARGET
+	    "    digest_rows: 1001\n", "10:18", "'1001' is not a whole number");
+	refused("digest_rows not a number", TOP TOKEN_TARGET
+	    "    digest_rows: lots\n", "10:18", "'lots' is not a whole number");
+	refused("digest_rows negative", TOP TOKEN_TARGET
+	    "    digest_rows: -5\n", "10:18", "'-5' is not a whole number");
+	refused("digest_rows fractional", TOP TOKEN_TARGET
+	    "    digest_rows: 2.5\n", "10:18", "'2.5' is not a whole number");
+	refused("digest_rows a list", TOP TOKEN_TARGET
+	    "    digest_rows: [2]\n", "10:18",
+	    "digest_rows: expected a string, found a list");
+
+	refused("digest_header without digest_rows", TOP TOKEN_TARGET
+	    "    digest_header: \"{{count}} rows\"\n", "10:5",
+	    "target 'leads': digest_header needs digest_rows > 1");
+	refused("digest_header with digest_rows 1", TOP TOKEN_TARGET
+	    "    digest_header: \"{{count}} rows\"\n    digest_rows: 1\n",
+	    "10:5", "digest_header needs digest_rows > 1");
+	load(TOP TOKEN_TARGET "    digest_header: x\n    digest_rows: 0\n");
+	ok(C == NULL && E.n == 1 && has_error("11:18", "'0' is not a whole"),
+	    "a bad digest_rows is not reported twice");
+	if (E.n != 1)
+		show_errors();
+	refused("digest_header empty", TOP TOKEN_TARGET
+	    "    digest_header: \"\"\n    digest_rows: 2\n", "10:20",
+	    "digest_header: must not be empty");
+	refused("digest_header a mapping", TOP TOKEN_TARGET
+	    "    digest_header: {a: b}\n    digest_rows: 2\n", "10:20",
+	    "digest_header: expected a string, found a mapping");
+
+	refused("attachment not a mapping", TOP TOKEN_TARGET
+	    "    attachment: hello\n", "10:17",
+	    "attachment: expected a mapping");
+	refused("attachment empty", TOP TOKEN_TARGET
+	    "    attachment: {}\n", "10:17",
+	    "attachment: give at least one of fallback, color");
+	refused("attachment unknown key", TOP TOKEN_TARGET
+	    "    attachment:\n      colour: red\n", "11:7",
+	    "attachment: unknown key 'colour'");
+	refused("attachment duplicate key", TOP TOKEN_TARGET
+	    "    attachment:\n      text: a\n      text: b\n", "12:7",
+	    "duplicate key 'text'");
+	refused("attachment key not a string", TOP TOKEN_TARGET
+	    "    attachment:\n      title: [a]\n", "11:14",
+	    "attachment: title: expected a string, found a list");
+	refused("attachment key empty", TOP TOKEN_TARGET
+	    "    attachment:\n      footer: \"\"\n", "11:15",
+	    "attachment: footer: must not be empty");
+	refused("attachment fields not a list", TOP TOKEN_TARGET
+	    "    attachment:\n      fields: {title: a}\n", "11:15",
+	    "attachment: fields: expected a list of fields, found a mapping");
+	refused("attachment fields empty", TOP TOKEN_TARGET
+	    "    attachment:\n      fields: []\n", "11:15",
+	    "attachment: fields: the list is empty");
+	refused("attachment field not a mapping", TOP TOKEN_TARGET
+	    "    attachment:\n      fields:\n        - a\n", "12:11",
+	    "attachment: field 1: expected a mapping of title, value and "
+	    "short, found a string");
+	refused("attachment field unknown key", TOP TOKEN_TARGET
+	    "    attachment:\n      fields:\n        - title: a\n"
+	    "        - title: b\n          long: true\n", "14:11",
+	    "attachment: field 2: unknown key 'long'");
+	refused("attachment field short not a bool", TOP TOKEN_TARGET
+	    "    attachment:\n      fields:\n        - title: a\n"
+	    "          short: maybe\n", "13:18",
+	    "attachment: field 1: short: 'maybe' is neither true nor false");
+	refused("attachment field without title or value", TOP TOKEN_TARGET
+	    "    attachment:\n      fields:\n        - short: true\n",
+	    "12:11", "attachment: field 1: needs a title or a value");
+	refused("attachment field value empty", TOP TOKEN_TARGET
+	    "    attachment:\n      fields:\n        - value: ''\n",
+	    "12:18", "attachment: field 1: value: must not be empty");
+	refused("attachment null is absent: template still required",
+	    TOP "targets:\n  alerts:\n    auth: webhook\n"
+	    "    webhook_url: https://h/hooks/x\n    attachment:\n", "4:3",
+	    "missing required key 'template' (or an 'attachment')");
+	load(TOP "targets:\n  alerts:\n    auth: webhook\n"
+	    "    webhook_url: https://h/hooks/x\n    attachment:\n"
+	    "      colour: red\n");
+	ok(C == NULL && E.n == 1 && has_error("8:7", "unknown key 'colour'"),
+	    "a bad attachment: template not also reported missing");
+	if (E.n != 1)
+		show_errors();
+
+	refused("webhook channel template", TOP WEBHOOK_TARGET
+	    "    channel: \"{{room}}\"\n", "8:14",
+	    "a webhook target takes one channel name, not a template");
+	refused("channel template with a control character", TOP "targets:\n"
+	    "  leads:\n    auth: token\n    server_url: https://h\n"
+	    "    token: abcdef\n    channel: \"{{a}}\\n\"\n    template: x\n",
+	    "8:14", "channel: must not contain control characters");
+
+	/* A channel template too long to compile, on line 8. */
+	text = xmalloc(n + 512);
+	hdr = (size_t)snprintf(text, 512, TOP "targets:\n  leads:\n"
+	    "    auth: token\n    server_url: https://h\n    token: abcdef\n"
+	    "    channel: \"{{a}}");
+	memset(text + hdr, 'a', n);
+	strcpy(text + hdr + n, "\"\n    template: x\n");
+	refused("channel template too long", text, "8:14",
+	    "channel: template is longer than");
+	free(text);
+}
+
+static void
 test_many_errors(void)
 {
 	load("spool_dir: [x]\n"			/* 1: wrong type */
@@ -683,6 +895,8 @@ main(void)
 	test_env();
 	test_yaml_errors();
 	test_template_error();
+	test_extensions();
+	test_extension_errors();
 	test_many_errors();
 	test_secrets();
 
