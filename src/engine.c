@@ -6,10 +6,14 @@
  * all the same thing: "not before next_send".  One request at most is in
  * flight per target, and a target never waits for another.
  *
- * A row's outcome is made durable (spool_commit or spool_set_aside_row)
- * before the next row is read: after a crash at most the row that was in
- * flight goes out again.  When the disk refuses, the outcome stays pending
- * and is retried; nothing goes out meanwhile.
+ * What goes out is a unit: one row, or up to digest_rows consecutive
+ * rows in one message.  A unit's outcome is made durable (spool_commit or
+ * spool_set_aside_rows) before the next unit is read: after a crash at
+ * most the unit that was in flight goes out again, and for REST targets
+ * not even that: a resumed batch first asks the server whether the post
+ * carrying the unit's id (props.mmsyncd_row) already exists.  When the
+ * disk refuses, the outcome stays pending and is retried; nothing goes
+ * out meanwhile.
  */
 #include <sys/inotify.h>
 
@@ -26,12 +30,17 @@
 
 /* Rows handled per turn before letting other events in. */
 #define TURN_BUDGET		256
-#define ROW_ID_MAX		48
+#define ROW_ID_MAX		64
+/* The lookup after a crash looks this far before the last progress
+ * write, for clocks that differ between us and the server. */
+#define LOOKUP_MARGIN_MS	(120 * 1000)
+/* ...and keeps at most this much of the answer; more means "unknown". */
+#define LOOKUP_MAX_BODY		(16u * 1024 * 1024)
 
 enum pending {
 	PENDING_NONE,
-	PENDING_DELIVERED,	/* commit the position after the row */
-	PENDING_SET_ASIDE,	/* write the row to failed, then commit */
+	PENDING_DELIVERED,	/* commit the position after the unit */
+	PENDING_SET_ASIDE,	/* write the unit's rows to failed, commit */
 };
 
 struct target {
@@ -44,13 +53,23 @@ struct target {
 	struct batch		*batch;
 	struct batch_reader	*reader;
 
-	/* The row in hand: read, rendered, maybe sent. */
+	/* The unit in hand: rows read, rendered, maybe sent. */
 	bool			 have_row;
-	struct batch_item	 item;		/* value is not kept */
-	struct batch_pos	 after;
+	struct batch_item	*items;		/* values are not kept */
+	size_t			 nitems;
+	size_t			 capitems;
+	struct batch_pos	 after;		/* after the unit's last row */
 	char			 row_id[ROW_ID_MAX];
-	struct buf		 message;
+	struct message		 message;
 	struct buf		 body;
+	/* A row read that did not fit the unit: the next unit starts with
+	 * it (its value stays valid: the reader has not moved on). */
+	bool			 have_carry;
+	struct batch_item	 carry;
+	struct batch_pos	 carry_after;
+	/* Resumed after a stop: ask the server before sending again. */
+	bool			 verify;
+	uint64_t		 verify_since;	/* wall ms */
 
 	enum pending		 pending;
 	struct outcome		 why;		/* for PENDING_SET_ASIDE */
@@ -143,6 +162,7 @@ close_reader(struct target *t)
 	batch_close(t->reader);
 	t->reader = NULL;
 	t->have_row = false;
+	t->have_carry = false;
 }
 
 /* Wait before touching the disk again, backing off like for a 5xx. */
@@ -182,15 +202,16 @@ commit_pending(struct target *t)
 		why.status = t->why.status;
 		why.error_id = t->why.error_id;
 		why.reason = t->why.reason;
-		if (spool_set_aside_row(t->spool, t->batch, &t->item, &why,
-		    &t->after) == -1) {
+		if (spool_set_aside_rows(t->spool, t->batch, t->items,
+		    t->nitems, &why, &t->after) == -1) {
 			storage_trouble(t, "cannot set a row aside");
 			return -1;
 		}
-		t->failed++;
-		log_warnx("%s: %s row %" PRIu64 " (line %" PRIu64 ") set "
-		    "aside: %s", t->name, t->batch->name, t->item.row,
-		    t->item.line, t->why.reason);
+		t->failed += t->nitems;
+		log_warnx("%s: %s row %" PRIu64 " (line %" PRIu64 ")%s set "
+		    "aside: %s", t->name, t->batch->name, t->items[0].row,
+		    t->items[0].line, t->nitems > 1 ? " and the rest of its "
+		    "digest" : "", t->why.reason);
 		break;
 	}
 	t->pending = PENDING_NONE;
@@ -199,13 +220,39 @@ commit_pending(struct target *t)
 	return 0;
 }
 
-/* Set the row in hand aside for REASON (no HTTP status). */
+/* Set the unit in hand aside for REASON (no HTTP status). */
 static void
-reject_row(struct target *t, const char *reason)
+reject_unit(struct target *t, const char *reason)
 {
 	memset(&t->why, 0, sizeof t->why);
 	snprintf(t->why.reason, sizeof t->why.reason, "%s", reason);
 	t->pending = PENDING_SET_ASIDE;
+	t->have_row = true;
+}
+
+static void
+unit_push(struct target *t, const struct batch_item *item,
+    const struct batch_pos *after)
+{
+	if (t->nitems == t->capitems) {
+		t->capitems = t->capitems ? t->capitems * 2 : 8;
+		t->items = xreallocarray(t->items, t->capitems,
+		    sizeof *t->items);
+	}
+	t->items[t->nitems] = *item;
+	t->items[t->nitems].value = NULL;
+	t->nitems++;
+	t->after = *after;
+}
+
+/* Keep a row read ahead for the next unit. */
+static void
+unit_carry(struct target *t, const struct batch_item *item,
+    const struct batch_pos *after)
+{
+	t->carry = *item;
+	t->carry_after = *after;
+	t->have_carry = true;
 }
 
 /* Start on a batch: a .json file is checked whole before any row goes. */
@@ -246,22 +293,50 @@ open_batch(struct target *t)
 	return 0;
 }
 
+/* The batch could not be read to its end: set it aside whole. */
+static int
+batch_broken(struct target *t, char *cause)
+{
+	struct batch	*b = t->batch;
+	char		 reason[512];
+
+	snprintf(reason, sizeof reason, "%s (rows 1 to %" PRIu64 " were "
+	    "handled)", cause, b->pos.row);
+	free(cause);
+	close_reader(t);
+	t->batch = NULL;
+	if (spool_set_aside_batch(t->spool, b, &(struct set_aside){
+	    0, "", reason }, b->pos.line) == -1) {
+		t->batch = b;
+		storage_trouble(t, "cannot set a batch aside");
+		return -1;
+	}
+	log_warnx("%s: %s set aside: %s", t->name, b->name, reason);
+	return 2;
+}
+
 /*
- * Get the next row to send into hand.  1: a row is ready; 0: nothing to
- * send; 2: progress was made (a bad row set aside, a batch finished),
- * call again; -1: trouble, next_send says when to retry.
+ * Get the next unit to send into hand: one row, or a digest of several.
+ * 1: a unit is ready; 0: nothing to send; 2: progress was made (a bad row
+ * set aside, a batch finished), call again; -1: trouble, next_send says
+ * when to retry.
  */
 static int
-next_row(struct target *t)
+next_unit(struct target *t)
 {
 	struct batch_item	 item;
-	char			*cause = NULL;
-	size_t			 runes;
+	struct batch_pos	 after;
+	enum message_add	 added;
+	char			 reason[256], *cause = NULL;
 	int			 r;
 
 	if (t->batch == NULL) {
 		r = spool_resume(t->spool, &t->batch, &cause);
-		if (r == 0)
+		if (r == 1) {
+			/* Whether its next unit went out is not known. */
+			t->verify = t->conf->auth == AUTH_TOKEN;
+			t->verify_since = t->batch->written_at;
+		} else if (r == 0)
 			r = spool_take(t->spool, &t->batch, &cause);
 		if (r == -1) {
 			set_error(t, "%s", cause);
@@ -277,61 +352,70 @@ next_row(struct target *t)
 	if (t->reader == NULL)
 		return open_batch(t) == -1 ? -1 : 2;
 
-	r = batch_next(t->reader, &item, &cause);
-	if (r == -1) {
-		/* The file changed under us: keep every row, say why. */
-		struct batch	*b = t->batch;
-		char		 reason[512];
-
-		snprintf(reason, sizeof reason, "%s (rows 1 to %" PRIu64
-		    " were handled)", cause, b->pos.row);
-		free(cause);
-		close_reader(t);
-		t->batch = NULL;
-		if (spool_set_aside_batch(t->spool, b, &(struct set_aside){
-		    0, "", reason }, b->pos.line) == -1) {
-			t->batch = b;
-			storage_trouble(t, "cannot set a batch aside");
-			return -1;
+	t->nitems = 0;
+	message_reset(&t->message);
+	t->message.conf = t->conf;
+	for (;;) {
+		if (t->have_carry) {
+			item = t->carry;
+			after = t->carry_after;
+			t->have_carry = false;
+		} else {
+			r = batch_next(t->reader, &item, &cause);
+			if (r == -1 && t->nitems == 0)
+				return batch_broken(t, cause);
+			if (r == -1) {
+				/* Send what was read; the error comes back. */
+				free(cause);
+				break;
+			}
+			if (r == 0 && t->nitems > 0)
+				break;
+			if (r == 0) {
+				close_reader(t);
+				if (spool_finish(t->spool, t->batch) == -1) {
+					storage_trouble(t, "cannot finish a "
+					    "batch");
+					return -1;
+				}
+				t->batch = NULL;
+				return 2;
+			}
+			batch_position(t->reader, &after);
 		}
-		log_warnx("%s: %s set aside: %s", t->name, b->name, reason);
-		return 2;
-	}
-	if (r == 0) {
-		close_reader(t);
-		if (spool_finish(t->spool, t->batch) == -1) {
-			storage_trouble(t, "cannot finish a batch");
-			return -1;
+		if (item.kind == BATCH_BAD_ROW) {
+			if (t->nitems > 0) {
+				unit_carry(t, &item, &after);
+				break;
+			}
+			unit_push(t, &item, &after);
+			reject_unit(t, item.reason);
+			return 2;
 		}
-		t->batch = NULL;
-		return 2;
+		added = message_add(&t->message, item.value, reason,
+		    sizeof reason);
+		if (added != MESSAGE_ADDED && t->nitems > 0) {
+			unit_carry(t, &item, &after);
+			break;
+		}
+		unit_push(t, &item, &after);
+		if (added != MESSAGE_ADDED) {
+			reject_unit(t, reason);
+			return 2;
+		}
+		if (t->nitems >= t->conf->digest_rows)
+			break;		/* full: no need to read ahead */
 	}
 
-	t->item = item;
-	t->item.value = NULL;
-	batch_position(t->reader, &t->after);
-	t->have_row = true;
-	if (item.kind == BATCH_BAD_ROW) {
-		reject_row(t, item.reason);
-		return 2;
-	}
-	buf_reset(&t->message);
-	template_render(t->conf->template, item.value, &t->message);
-	runes = utf8_runes(t->message.data, t->message.len);
-	if (runes > MMS_MAX_MESSAGE_RUNES) {
-		char	reason[128];
-
-		snprintf(reason, sizeof reason, "message too long: %zu "
-		    "characters (Mattermost allows %d)", runes,
-		    MMS_MAX_MESSAGE_RUNES);
-		reject_row(t, reason);
-		return 2;
-	}
 	/* Stable across resends and restarts, unique across batches. */
-	snprintf(t->row_id, sizeof t->row_id, "mms-%s-%" PRIu64,
-	    t->batch->id, item.row);
-	http_build_body(t->conf, t->message.data, t->message.len, t->row_id,
-	    &t->body);
+	if (t->nitems == 1)
+		snprintf(t->row_id, sizeof t->row_id, "mms-%s-%" PRIu64,
+		    t->batch->id, t->items[0].row);
+	else
+		snprintf(t->row_id, sizeof t->row_id, "mms-%s-%" PRIu64
+		    "+%zu", t->batch->id, t->items[0].row, t->nitems);
+	message_body(&t->message, t->row_id, &t->body);
+	t->have_row = true;
 	return 1;
 }
 
@@ -350,7 +434,7 @@ on_response(void *arg, const struct response *resp)
 
 	switch (o.verdict) {
 	case VERDICT_DELIVERED:
-		t->sent++;
+		t->sent += t->nitems;
 		t->failures = 0;
 		t->last_success_wall = wall_ms();
 		if (t->blocked) {
@@ -363,8 +447,9 @@ on_response(void *arg, const struct response *resp)
 			if (now + o.wait_ms > t->next_send)
 				t->next_send = now + o.wait_ms;
 		}
-		log_debug("%s: %s row %" PRIu64 " delivered", t->name,
-		    t->batch->name, t->item.row);
+		log_debug("%s: %s row %" PRIu64 "%s delivered", t->name,
+		    t->batch->name, t->items[0].row, t->nitems > 1 ?
+		    " and the rest of its digest" : "");
 		break;
 	case VERDICT_SET_ASIDE:
 		t->failures = 0;
@@ -397,7 +482,7 @@ on_response(void *arg, const struct response *resp)
 		t->state = TARGET_BACKOFF;
 		set_error(t, "%s", o.reason);
 		log_warnx("%s: %s; resending row %" PRIu64 " in %" PRIu64
-		    " ms", t->name, o.reason, t->item.row, wait);
+		    " ms", t->name, o.reason, t->items[0].row, wait);
 		break;
 	case VERDICT_BLOCK:
 		if (!t->blocked || t->last_error == NULL ||
@@ -414,12 +499,86 @@ on_response(void *arg, const struct response *resp)
 		engine_check_stopped(t->engine);
 }
 
-static void
-send_row(struct target *t)
+/* Does a PostList answer hold a post carrying ROW_ID?  1, 0, or -1 when
+ * the answer cannot be read. */
+static int
+lookup_finds(const struct response *resp, const char *row_id)
 {
+	static const char	*posts_path[] = { "posts", NULL };
+	static const char	*row_path[] = { "props", "mmsyncd_row", NULL };
+	yajl_val		 root, posts, id;
+	size_t			 i;
+	int			 found = 0;
+
+	if (resp->status != 200 || resp->body_cut ||
+	    (root = yajl_tree_parse(resp->body, NULL, 0)) == NULL)
+		return -1;
+	posts = yajl_tree_get(root, posts_path, yajl_t_object);
+	if (posts == NULL)
+		found = -1;
+	for (i = 0; posts != NULL && i < posts->u.object.len; i++) {
+		id = yajl_tree_get(posts->u.object.values[i], row_path,
+		    yajl_t_string);
+		if (id != NULL && strcmp(id->u.string, row_id) == 0) {
+			found = 1;
+			break;
+		}
+	}
+	yajl_tree_free(root);
+	return found;
+}
+
+static void
+on_lookup(void *arg, const struct response *resp)
+{
+	struct target	*t = arg;
+
+	t->inflight = NULL;
+	t->next_send = pace_next_start(t->last_start, t->conf->interval_ms,
+	    now_ms());
+	switch (lookup_finds(resp, t->row_id)) {
+	case 1:
+		log_info("%s: %s row %" PRIu64 " was delivered before the "
+		    "restart: not sending it again", t->name, t->batch->name,
+		    t->items[0].row);
+		t->pending = PENDING_DELIVERED;
+		break;
+	case 0:
+		log_info("%s: %s row %" PRIu64 " not found on the server: "
+		    "sending it", t->name, t->batch->name, t->items[0].row);
+		break;
+	default:
+		/* At least once is never given up for exactly once. */
+		log_warnx("%s: cannot tell whether %s row %" PRIu64 " was "
+		    "delivered (%s%ld): sending it again", t->name,
+		    t->batch->name, t->items[0].row, resp->curl_code ?
+		    "no answer, status " : "status ", resp->status);
+		break;
+	}
+	target_run(t);
+	if (t->engine->stopping)
+		engine_check_stopped(t->engine);
+}
+
+static void
+send_unit(struct target *t)
+{
+	char	path[256];
+
 	t->last_start = now_ms();
 	t->started = true;
 	t->state = TARGET_SENDING;
+	if (t->verify) {
+		/* After a stop the unit in flight may have been posted:
+		 * ask, from a little before the last progress write. */
+		t->verify = false;
+		snprintf(path, sizeof path, "/api/v4/channels/%s/posts?since="
+		    "%" PRIu64, t->message.channel, t->verify_since >
+		    LOOKUP_MARGIN_MS ? t->verify_since - LOOKUP_MARGIN_MS : 0);
+		t->inflight = http_get(t->engine->http, t->conf, path,
+		    LOOKUP_MAX_BODY, on_lookup, t);
+		return;
+	}
 	t->inflight = http_post(t->engine->http, t->conf, t->body.data,
 	    t->body.len, on_response, t);
 }
@@ -445,7 +604,7 @@ target_run(struct target *t)
 			return;
 		}
 		if (!t->have_row) {
-			r = next_row(t);
+			r = next_unit(t);
 			if (r == -1)
 				break;
 			if (r == 0) {
@@ -462,7 +621,7 @@ target_run(struct target *t)
 				t->state = TARGET_WAITING;
 			break;
 		}
-		send_row(t);
+		send_unit(t);
 		return;
 	}
 	if (budget == 0)
@@ -554,7 +713,7 @@ target_new(struct engine *e, const struct target_conf *tc, char **cause)
 	t->name = xstrdup(tc->name);
 	t->conf = tc;
 	t->wd = -1;
-	buf_init(&t->message);
+	message_init(&t->message, tc);
 	buf_init(&t->body);
 	t->timer = evtimer_new(e->base, on_timer, t);
 	if ((t->spool = spool_open(e->spool_config, tc->name, cause)) == NULL) {
@@ -587,8 +746,9 @@ target_free(struct target *t)
 	spool_batch_free(t->batch);
 	spool_close(t->spool);
 	event_free(t->timer);
-	buf_free(&t->message);
+	message_free(&t->message);
 	buf_free(&t->body);
+	free(t->items);
 	free(t->last_error);
 	free(t->name);
 	free(t);

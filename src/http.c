@@ -15,7 +15,7 @@
 
 #include "mmsyncd.h"
 
-/* Only the start of an answer matters: an AppError is small. */
+/* Only the start of an answer to a post matters: an AppError is small. */
 #define HTTP_MAX_BODY		(64 * 1024)
 #define HTTP_MAX_HEADER		1024
 #define SYSTEM_CA_PATH		"/etc/ssl/certs"
@@ -37,6 +37,7 @@ struct http_request {
 	void			*arg;
 
 	struct buf		 body;
+	size_t			 body_max;
 	bool			 body_cut;
 	char			*retry_after;
 	char			*ratelimit_reset;
@@ -244,7 +245,7 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	struct http_request	*r = arg;
 	size_t			 len = size * n, room;
 
-	room = HTTP_MAX_BODY - r->body.len;
+	room = r->body_max - r->body.len;
 	if (len > room) {
 		r->body_cut = true;
 		len = room;
@@ -254,23 +255,11 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	return size * n;	/* the rest is read and dropped */
 }
 
-static void
-set_url(CURL *easy, const struct target_conf *tc)
-{
-	char	*url;
-
-	if (tc->auth == AUTH_WEBHOOK) {
-		curl_easy_setopt(easy, CURLOPT_URL, tc->webhook_url);
-		return;
-	}
-	xasprintf(&url, "%s/api/v4/posts?set_online=false", tc->server_url);
-	curl_easy_setopt(easy, CURLOPT_URL, url);
-	free(url);
-}
-
-struct http_request *
-http_post(struct http *h, const struct target_conf *tc, const char *body,
-    size_t len, http_done_cb done, void *arg)
+/* A request to TC's server: a POST of BODY, or a GET when BODY is NULL. */
+static struct http_request *
+request_start(struct http *h, const struct target_conf *tc, const char *url,
+    const char *body, size_t len, size_t body_max, http_done_cb done,
+    void *arg)
 {
 	struct http_request	*r = xcalloc(1, sizeof *r);
 	char			*auth, ua[64];
@@ -278,11 +267,14 @@ http_post(struct http *h, const struct target_conf *tc, const char *body,
 	r->http = h;
 	r->done = done;
 	r->arg = arg;
+	r->body_max = body_max;
 	buf_init(&r->body);
 	if ((r->easy = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init failed");
 
-	r->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (body != NULL)
+		r->headers = curl_slist_append(r->headers,
+		    "Content-Type: application/json");
 	r->headers = curl_slist_append(r->headers, "Accept: application/json");
 	/* No "Expect: 100-continue" round trip for small bodies. */
 	r->headers = curl_slist_append(r->headers, "Expect:");
@@ -294,12 +286,14 @@ http_post(struct http *h, const struct target_conf *tc, const char *body,
 	}
 	snprintf(ua, sizeof ua, "mmsyncd/%s", PACKAGE_VERSION);
 
-	set_url(r->easy, tc);
+	curl_easy_setopt(r->easy, CURLOPT_URL, url);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)len);
-	curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, body);
+	if (body != NULL) {
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)len);
+		curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, body);
+	}
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, ua);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -330,6 +324,35 @@ http_post(struct http *h, const struct target_conf *tc, const char *body,
 		fatalx("curl_multi_add_handle failed");
 	r->next = h->requests;
 	h->requests = r;
+	return r;
+}
+
+struct http_request *
+http_post(struct http *h, const struct target_conf *tc, const char *body,
+    size_t len, http_done_cb done, void *arg)
+{
+	struct http_request	*r;
+	char			*url;
+
+	if (tc->auth == AUTH_WEBHOOK)
+		return request_start(h, tc, tc->webhook_url, body, len,
+		    HTTP_MAX_BODY, done, arg);
+	xasprintf(&url, "%s/api/v4/posts?set_online=false", tc->server_url);
+	r = request_start(h, tc, url, body, len, HTTP_MAX_BODY, done, arg);
+	free(url);
+	return r;
+}
+
+struct http_request *
+http_get(struct http *h, const struct target_conf *tc, const char *path,
+    size_t body_max, http_done_cb done, void *arg)
+{
+	struct http_request	*r;
+	char			*url;
+
+	xasprintf(&url, "%s%s", tc->server_url, path);
+	r = request_start(h, tc, url, NULL, 0, body_max, done, arg);
+	free(url);
 	return r;
 }
 
@@ -372,39 +395,9 @@ http_check_done(struct http *h)
 		resp.content_type = r->content_type;
 		resp.body = buf_cstr(&r->body);
 		resp.body_len = r->body.len;
+		resp.body_cut = r->body_cut;
 		r->done(r->arg, &resp);
 		request_free(r);
 	}
 }
 
-void
-http_build_body(const struct target_conf *tc, const char *message,
-    size_t len, const char *row_id, struct buf *out)
-{
-	buf_reset(out);
-	if (tc->auth == AUTH_TOKEN) {
-		buf_addstr(out, "{\"channel_id\":");
-		buf_add_json_string(out, tc->channel, strlen(tc->channel));
-		buf_addstr(out, ",\"message\":");
-		buf_add_json_string(out, message, len);
-		buf_addstr(out, ",\"pending_post_id\":");
-		buf_add_json_string(out, row_id, strlen(row_id));
-		buf_addc(out, '}');
-		return;
-	}
-	buf_addstr(out, "{\"text\":");
-	buf_add_json_string(out, message, len);
-	if (tc->channel != NULL) {
-		buf_addstr(out, ",\"channel\":");
-		buf_add_json_string(out, tc->channel, strlen(tc->channel));
-	}
-	if (tc->username != NULL) {
-		buf_addstr(out, ",\"username\":");
-		buf_add_json_string(out, tc->username, strlen(tc->username));
-	}
-	if (tc->icon_url != NULL) {
-		buf_addstr(out, ",\"icon_url\":");
-		buf_add_json_string(out, tc->icon_url, strlen(tc->icon_url));
-	}
-	buf_addc(out, '}');
-}

@@ -151,8 +151,12 @@ struct target_conf {
 	char		*username;		/* webhook, optional */
 	char		*icon_url;		/* webhook, optional */
 
-	char		*template_src;
+	char		*template_src;		/* NULL when only an attachment */
 	struct template	*template;
+	struct template	*channel_template;	/* token: "{{field}}" channel */
+	unsigned	 digest_rows;		/* rows per message, default 1 */
+	struct template	*digest_header;		/* over {{count}}, or NULL */
+	struct attachment_conf *attachment;	/* or NULL */
 
 	char		*ca_file;		/* extra trusted CA, or NULL */
 	uint64_t	 interval_ms;		/* spacing of request starts */
@@ -161,6 +165,20 @@ struct target_conf {
 	uint64_t	 backoff_min_ms;	/* first transient-error wait */
 	uint64_t	 backoff_max_ms;	/* cap of the exponential backoff */
 	uint64_t	 blocked_retry_ms;	/* how often a blocked target retries */
+};
+
+/* A Mattermost message attachment whose strings are templates. */
+struct attachment_field {
+	struct template	*title;
+	struct template	*value;
+	bool		 is_short;
+};
+
+struct attachment_conf {
+	struct template	*fallback, *color, *pretext, *title, *title_link;
+	struct template	*text, *footer;		/* each may be NULL */
+	struct attachment_field *fields;
+	size_t		 nfields;
 };
 
 struct config {
@@ -273,6 +291,7 @@ struct response {
 	const char	*content_type;
 	const char	*body;		/* NUL-terminated, possibly cut short */
 	size_t		 body_len;
+	bool		 body_cut;	/* more came than was kept */
 };
 
 enum verdict {
@@ -308,6 +327,44 @@ uint64_t	 backoff_delay(unsigned n, uint64_t min_ms, uint64_t max_ms);
 uint64_t	 pace_next_start(uint64_t last_start_ms, uint64_t interval_ms,
 		    uint64_t answered_ms);
 
+/* ------------------------------------------------------------- message.c */
+/*
+ * One post, built from one row or (digest_rows > 1) several consecutive
+ * rows: the rendered text, the attachments, the channel, and the JSON
+ * body for REST or a webhook.  Pure: no I/O.
+ */
+struct message {
+	const struct target_conf *conf;
+	size_t		 nrows;
+	size_t		 runes;		/* text + attachment strings so far */
+	struct buf	 text;		/* rendered rows joined by newlines */
+	struct buf	 attachments;	/* JSON objects joined by commas */
+	char		 channel[MMS_ID_LEN + 1];	/* token: the id */
+	struct buf	 scratch;
+};
+
+enum message_add {
+	MESSAGE_ADDED,		/* the row is in */
+	MESSAGE_FULL,		/* send what there is, then add it again */
+	MESSAGE_BAD_ROW,	/* the row cannot be sent: reason says why */
+};
+
+void		 message_init(struct message *, const struct target_conf *);
+void		 message_reset(struct message *);
+void		 message_free(struct message *);
+/*
+ * Add ROW.  MESSAGE_FULL when it would take the message over digest_rows
+ * or MMS_MAX_MESSAGE_RUNES, or it goes to another channel; a row that
+ * alone is too long, or renders a channel that is not an id, is
+ * MESSAGE_BAD_ROW.
+ */
+enum message_add message_add(struct message *, yajl_val row, char *reason,
+		    size_t reasonsz);
+/* The JSON body: REST carries pending_post_id and props.mmsyncd_row =
+ * ROW_ID; a webhook neither. */
+void		 message_body(const struct message *, const char *row_id,
+		    struct buf *out);
+
 /* ---------------------------------------------------------------- http.c */
 /* One request, owned by the caller until the done callback runs. */
 typedef void	(*http_done_cb)(void *arg, const struct response *);
@@ -320,11 +377,12 @@ void		 http_free(struct http *);
  */
 struct http_request *http_post(struct http *, const struct target_conf *,
 		    const char *body, size_t len, http_done_cb, void *arg);
+/* GET PATH (from "/api/v4/...") of a token target's server, keeping at
+ * most BODY_MAX bytes of the answer. */
+struct http_request *http_get(struct http *, const struct target_conf *,
+		    const char *path, size_t body_max, http_done_cb, void *arg);
 /* Abandon a request; its callback will not run. */
 void		 http_cancel(struct http *, struct http_request *);
-/* Build the JSON body for a rendered message. */
-void		 http_build_body(const struct target_conf *, const char *message,
-		    size_t len, const char *row_id, struct buf *out);
 
 /* --------------------------------------------------------------- spool.c */
 /*
@@ -350,6 +408,7 @@ struct batch {
 	uint64_t	 failed_len;	/* durable lengths of <seq>.failed */
 	uint64_t	 errors_len;	/* and of <seq>.errors */
 	uint64_t	 nfailed;	/* rows set aside from it so far */
+	uint64_t	 written_at;	/* wall ms of the last state write read */
 	bool		 whole;		/* set aside as a whole */
 	char		*finish_stem;	/* set while moving to failed/ */
 };
@@ -380,10 +439,10 @@ int		 spool_take(struct spool *, struct batch **, char **cause);
 /* Make POS the durable position of B. */
 int		 spool_commit(struct spool *, struct batch *,
 		    const struct batch_pos *);
-/* Set one row aside (kept until the batch ends) and commit AFTER. */
-int		 spool_set_aside_row(struct spool *, struct batch *,
-		    const struct batch_item *, const struct set_aside *,
-		    const struct batch_pos *after);
+/* Set N rows aside (kept until the batch ends) and commit AFTER. */
+int		 spool_set_aside_rows(struct spool *, struct batch *,
+		    const struct batch_item *, size_t n,
+		    const struct set_aside *, const struct batch_pos *after);
 /* Move the whole batch to failed/ with the reason; frees B on success. */
 int		 spool_set_aside_batch(struct spool *, struct batch *,
 		    const struct set_aside *, uint64_t line);

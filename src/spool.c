@@ -272,6 +272,9 @@ state_write(struct spool *sp, const struct batch *b)
 	    b->nfailed);
 	if (b->rows_known)
 		buf_printf(&s, "rows_total %" PRIu64 "\n", b->rows_total);
+	/* Whatever goes out next goes out after this: the lower bound of a
+	 * lookup for it after a crash. */
+	buf_printf(&s, "written_at %" PRIu64 "\n", wall_ms());
 	if (b->whole)
 		buf_addstr(&s, "whole 1\n");
 	if (b->finish_stem != NULL) {
@@ -362,6 +365,8 @@ state_read(struct spool *sp, uint64_t seq, struct batch *b)
 			field = &b->errors_len;
 		else if (strcmp(line, "nfailed") == 0)
 			field = &b->nfailed;
+		else if (strcmp(line, "written_at") == 0)
+			field = &b->written_at;
 		else if (strcmp(line, "rows_total") == 0) {
 			field = &b->rows_total;
 			b->rows_known = true;
@@ -948,32 +953,41 @@ copy_row(struct batch *b, const struct batch_item *item, int fd,
 }
 
 int
-spool_set_aside_row(struct spool *sp, struct batch *b,
-    const struct batch_item *item, const struct set_aside *why,
+spool_set_aside_rows(struct spool *sp, struct batch *b,
+    const struct batch_item *items, size_t n, const struct set_aside *why,
     const struct batch_pos *after)
 {
-	struct buf		 line;
+	struct buf		 lines;
 	struct batch		 old = *b;
-	uint64_t		 n;
+	uint64_t		 written, total = 0;
+	size_t			 i;
 	int			 fd = -1, efd = -1, saved;
 
-	buf_init(&line);
-	errors_line(&line, item->line, item->row, why);
-	if ((fd = open_append(sp, b->seq, "failed", b->failed_len)) == -1 ||
-	    copy_row(b, item, fd, &n) == -1 || fdatasync(fd) == -1)
+	buf_init(&lines);
+	for (i = 0; i < n; i++)
+		errors_line(&lines, items[i].line, items[i].row, why);
+	if ((fd = open_append(sp, b->seq, "failed", b->failed_len)) == -1)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if (copy_row(b, &items[i], fd, &written) == -1)
+			goto fail;
+		total += written;
+	}
+	if (fdatasync(fd) == -1)
 		goto fail;
 	if ((efd = open_append(sp, b->seq, "errors", b->errors_len)) == -1 ||
-	    write_full(efd, line.data, line.len) == -1 || fdatasync(efd) == -1)
+	    write_full(efd, lines.data, lines.len) == -1 ||
+	    fdatasync(efd) == -1)
 		goto fail;
-	b->failed_len += n;
-	b->errors_len += line.len;
-	b->nfailed++;
+	b->failed_len += total;
+	b->errors_len += lines.len;
+	b->nfailed += n;
 	b->pos = *after;
 	if (state_write(sp, b) == -1)
 		goto fail;
 	close(fd);
 	close(efd);
-	buf_free(&line);
+	buf_free(&lines);
 	return 0;
 fail:
 	saved = errno;
@@ -985,7 +999,7 @@ fail:
 		close(fd);
 	if (efd != -1)
 		close(efd);
-	buf_free(&line);
+	buf_free(&lines);
 	errno = saved;
 	return -1;
 }

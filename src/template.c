@@ -310,55 +310,6 @@ template_render(const struct template *t, yajl_val row, struct buf *out)
 	out->data[out->len] = '\0';
 }
 
-/* Append S as a JSON string, quotes included. */
-static void
-append_json_string(struct buf *out, const char *s)
-{
-	static const char	 hex[] = "0123456789abcdef";
-	const unsigned char	*p = (const unsigned char *)s, *run;
-	char			 esc[6];
-
-	buf_addc(out, '"');
-	for (;;) {
-		run = p;
-		while (*p >= 0x20 && *p != '"' && *p != '\\')
-			p++;
-		buf_add(out, run, (size_t)(p - run));
-		if (*p == '\0')
-			break;
-		switch (*p) {
-		case '"':
-			buf_add(out, "\\\"", 2);
-			break;
-		case '\\':
-			buf_add(out, "\\\\", 2);
-			break;
-		case '\b':
-			buf_add(out, "\\b", 2);
-			break;
-		case '\f':
-			buf_add(out, "\\f", 2);
-			break;
-		case '\n':
-			buf_add(out, "\\n", 2);
-			break;
-		case '\r':
-			buf_add(out, "\\r", 2);
-			break;
-		case '\t':
-			buf_add(out, "\\t", 2);
-			break;
-		default:
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 0xF];
-			buf_add(out, esc, 6);
-			break;
-		}
-		p++;
-	}
-	buf_addc(out, '"');
-}
 
 void
 json_append_compact(struct buf *out, yajl_val v)
@@ -371,7 +322,7 @@ json_append_compact(struct buf *out, yajl_val v)
 	}
 	switch (v->type) {
 	case yajl_t_string:
-		append_json_string(out, v->u.string);
+		buf_add_json_string(out, v->u.string, strlen(v->u.string));
 		break;
 	case yajl_t_number:
 		buf_addstr(out, v->u.number.r);
@@ -381,7 +332,8 @@ json_append_compact(struct buf *out, yajl_val v)
 		for (i = 0; i < v->u.object.len; i++) {
 			if (i != 0)
 				buf_addc(out, ',');
-			append_json_string(out, v->u.object.keys[i]);
+			buf_add_json_string(out, v->u.object.keys[i],
+			    strlen(v->u.object.keys[i]));
 			buf_addc(out, ':');
 			json_append_compact(out, v->u.object.values[i]);
 		}
