@@ -712,16 +712,17 @@ skip_bom(struct batch_reader *r)
 }
 
 /*
- * Check a row's text before yajl_tree_parse sees it: it must be a C string,
- * nested no deeper than BATCH_MAX_DEPTH, and without comments (which
- * yajl_tree_parse would accept).  0, or -1 with the reason.
+ * Check a row's text before yajl_tree_parse sees it: it must be a C string
+ * nested no deeper than BATCH_MAX_DEPTH.  -1 with the reason; 1 when it
+ * has a '/' outside strings (a comment, which yajl_tree_parse would
+ * accept: refused once the row is otherwise known to be JSON), else 0.
  */
 static int
 row_precheck(const char *s, size_t len, uint64_t line, char *reason,
     size_t size)
 {
 	size_t	i;
-	int	depth = 0, instr = 0, esc = 0;
+	int	depth = 0, instr = 0, esc = 0, comment = 0;
 
 	if (memchr(s, '\0', len) != NULL) {
 		reason_set(reason, size, "line %llu: invalid JSON: NUL byte",
@@ -755,13 +756,11 @@ row_precheck(const char *s, size_t len, uint64_t line, char *reason,
 			depth--;
 			break;
 		case '/':
-			reason_set(reason, size, "line %llu: invalid JSON: "
-			    "comments are not allowed",
-			    (unsigned long long)line);
-			return -1;
+			comment = 1;
+			break;
 		}
 	}
-	return 0;
+	return comment;
 }
 
 /*
@@ -805,16 +804,24 @@ row_parse(struct batch_reader *r, struct batch_item *it)
 {
 	yajl_val	v;
 	char		err[512], msg[200];
+	int		comment;
 
 	buf_add(&r->row, "", 0);	/* a C string even when empty */
-	if (row_precheck(r->row.data, r->row.len, it->line, it->reason,
-	    sizeof it->reason) == -1)
+	if ((comment = row_precheck(r->row.data, r->row.len, it->line,
+	    it->reason, sizeof it->reason)) == -1)
 		return;
 	if ((v = yajl_tree_parse(r->row.data, err, sizeof err)) == NULL) {
 		yajl_message(err, msg, sizeof msg);
 		reason_set(it->reason, sizeof it->reason,
 		    "line %llu: invalid JSON: %s", (unsigned long long)it->line,
 		    msg);
+		return;
+	}
+	if (comment) {
+		yajl_tree_free(v);
+		reason_set(it->reason, sizeof it->reason, "line %llu: invalid "
+		    "JSON: comments are not allowed",
+		    (unsigned long long)it->line);
 		return;
 	}
 	if (!YAJL_IS_OBJECT(v)) {
