@@ -45,7 +45,9 @@
 #define DEFAULT_BACKOFF_MIN_MS		(1000)
 #define DEFAULT_BACKOFF_MAX_MS		(5 * 60 * 1000)
 #define DEFAULT_BLOCKED_RETRY_MS	(5 * 60 * 1000)
-#define DEFAULT_SPOOL_MODE		0770
+/* setgid: batches written by producers belong to the spool's group, so
+ * mmsyncd can read them whatever the producer's umask. */
+#define DEFAULT_SPOOL_MODE		02770
 #define DEFAULT_SOCKET_MODE		0660
 #define DIGEST_ROWS_MAX			1000
 

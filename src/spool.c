@@ -103,7 +103,10 @@ spool_open(const struct config *cf, const char *target, char **cause)
 		spool_close(sp);
 		return NULL;
 	}
-	/* mkdir obeys the umask; incoming/ must have exactly its mode. */
+	/* mkdir obeys the umask: producers must reach incoming/, and
+	 * incoming/ must have exactly its mode. */
+	if (chmod(sp->dir, 0755) == -1)
+		log_warn("%s: chmod", sp->dir);
 	if (chmod(sp->incoming, cf->spool_mode) == -1)
 		log_warn("%s: chmod", sp->incoming);
 	set_group(sp->incoming, cf->spool_group);
@@ -752,7 +755,7 @@ spool_take(struct spool *sp, struct batch **out, char **cause)
 {
 	struct batch	*b;
 	struct stat	 st;
-	char		*name, *src, *dst;
+	char		*name, *src, *dst, reason[128];
 	const char	*why;
 	int		 saved;
 
@@ -801,14 +804,17 @@ spool_take(struct spool *sp, struct batch **out, char **cause)
 
 		why = NULL;
 		if (!S_ISREG(st.st_mode))
-			why = S_ISLNK(st.st_mode) ? "a symbolic link, not "
-			    "followed" : S_ISDIR(st.st_mode) ? "a directory" :
+			why = S_ISLNK(st.st_mode) ? "a symbolic link (not "
+			    "followed)" : S_ISDIR(st.st_mode) ? "a directory" :
 			    "not a regular file";
-		else if (open_batch_file(sp, b) == -1)
-			why = errno == EINVAL ? "not a regular file" :
-			    "cannot be opened";
+		else if (open_batch_file(sp, b) == -1) {
+			snprintf(reason, sizeof reason, "cannot be read: %s",
+			    errno == EINVAL ? "not a regular file" :
+			    strerror(errno));
+			why = reason;
+		}
 		if (why != NULL) {
-			log_warnx("%s: incoming/%s is %s: set aside",
+			log_warnx("%s: incoming/%s: %s: set aside",
 			    sp->target, b->name, why);
 			if (spool_set_aside_batch(sp, b, &(struct set_aside){
 			    0, "", why }, 0) == -1) {

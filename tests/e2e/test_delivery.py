@@ -274,7 +274,7 @@ def bad_rows_set_aside_rest_delivered(w):
         kept = f.read().splitlines()
     check(len(kept) == 4 and kept[1] == "not json at all" and
           kept[3] == '{"name": "d", "pad": ""}', repr(kept[1:]))
-    check(d.spool_empty("t"), "spool empty")
+    wait_until(lambda: d.spool_empty("t"), what="spool empty")
     st = d.status()["targets"]["t"]
     check(st["failed"] == 4 and st["sent"] == 3, repr(st))
 
