@@ -19,13 +19,17 @@
 #define HTTP_MAX_BODY		(64 * 1024)
 #define HTTP_MAX_HEADER		1024
 #define SYSTEM_CA_PATH		"/etc/ssl/certs"
+/* Finished easy handles kept for reuse: creating one per row costs more
+ * than the request's own work. */
+#define HTTP_SPARE_HANDLES	64
 
 struct http {
 	struct event_base	*base;
 	CURLM			*multi;
 	struct event		*timer;
 	struct http_request	*requests;	/* in flight */
-	unsigned		 running;
+	CURL			*spare[HTTP_SPARE_HANDLES];
+	size_t			 nspare;
 };
 
 struct http_request {
@@ -58,7 +62,12 @@ static void	http_check_done(struct http *);
 static void
 request_free(struct http_request *r)
 {
-	curl_easy_cleanup(r->easy);
+	struct http	*h = r->http;
+
+	if (h->nspare < HTTP_SPARE_HANDLES)
+		h->spare[h->nspare++] = r->easy;
+	else
+		curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->headers);
 	buf_free(&r->body);
 	free(r->retry_after);
@@ -184,6 +193,8 @@ http_free(struct http *h)
 		return;
 	while (h->requests != NULL)
 		http_cancel(h, h->requests);
+	while (h->nspare > 0)
+		curl_easy_cleanup(h->spare[--h->nspare]);
 	curl_multi_cleanup(h->multi);
 	event_free(h->timer);
 	curl_global_cleanup();
@@ -269,7 +280,10 @@ request_start(struct http *h, const struct target_conf *tc, const char *url,
 	r->arg = arg;
 	r->body_max = body_max;
 	buf_init(&r->body);
-	if ((r->easy = curl_easy_init()) == NULL)
+	if (h->nspare > 0) {
+		r->easy = h->spare[--h->nspare];
+		curl_easy_reset(r->easy);
+	} else if ((r->easy = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init failed");
 
 	if (body != NULL)
