@@ -135,6 +135,7 @@ reason_set(char *dst, size_t size, const char *fmt, ...)
 	vsnprintf(dst, size, fmt, ap);
 	va_end(ap);
 	utf8_trim(dst);
+	utf8_scrub(dst);
 }
 
 /* At most MAX bytes of S[0..LEN), not cutting a UTF-8 sequence. */

@@ -427,6 +427,9 @@ on_response(void *arg, const struct response *resp)
 	uint64_t	 now = now_ms(), wait;
 
 	t->inflight = NULL;
+	/* Pacing counts from when the request really went out. */
+	if (resp->sent_ms > t->last_start)
+		t->last_start = resp->sent_ms;
 	outcome_classify(resp, t->conf->auth, wall_ms(), &o);
 	/* Whatever happened, the next start keeps the pace. */
 	t->next_send = pace_next_start(t->last_start, t->conf->interval_ms,
@@ -565,7 +568,7 @@ send_unit(struct target *t)
 {
 	char	path[256];
 
-	t->last_start = now_ms();
+	t->last_start = now_ms_ceil();
 	t->started = true;
 	t->state = TARGET_SENDING;
 	if (t->verify) {

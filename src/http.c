@@ -48,6 +48,7 @@ struct http_request {
 	char			*ratelimit_remaining;
 	char			*content_type;
 	char			 error[CURL_ERROR_SIZE];
+	uint64_t		 sent_ms;	/* when the request went out */
 };
 
 /* What libevent watches for one of curl's sockets. */
@@ -250,6 +251,25 @@ header_cb(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called as the request is about to go out on a ready connection: the
+ * moment pacing counts from, later than the handle's start by the
+ * connect (and anything else the loop did first). */
+static int
+prereq_cb(void *arg, char *primary_ip, char *local_ip, int primary_port,
+    int local_port)
+{
+	struct http_request	*r = arg;
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	r->sent_ms = now_ms_ceil();
+	return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static size_t
 write_cb(char *data, size_t size, size_t n, void *arg)
 {
@@ -333,6 +353,10 @@ request_start(struct http *h, const struct target_conf *tc, const char *url,
 	curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+#if LIBCURL_VERSION_NUM >= 0x075000
+	curl_easy_setopt(r->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(r->easy, CURLOPT_PREREQDATA, r);
+#endif
 
 	if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK)
 		fatalx("curl_multi_add_handle failed");
@@ -410,6 +434,7 @@ http_check_done(struct http *h)
 		resp.body = buf_cstr(&r->body);
 		resp.body_len = r->body.len;
 		resp.body_cut = r->body_cut;
+		resp.sent_ms = r->sent_ms;
 		r->done(r->arg, &resp);
 		request_free(r);
 	}

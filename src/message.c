@@ -188,6 +188,7 @@ bad_channel(const char *s, size_t len, char *reason, size_t reasonsz)
 	strcpy(shown + n, n < len ? "..." : "");
 	snprintf(reason, reasonsz, "channel \"%s\" is not a %d-character "
 	    "channel id", shown, MMS_ID_LEN);
+	utf8_scrub(reason);
 }
 
 static void

@@ -81,13 +81,18 @@ const char	*buf_cstr(const struct buf *);
 
 /* Milliseconds on CLOCK_MONOTONIC: for every "not before" decision. */
 uint64_t	 now_ms(void);
+/* The same rounded up: a start time from which an interval is counted
+ * never ends that interval early. */
+uint64_t	 now_ms_ceil(void);
 /* Milliseconds since the epoch: for timestamps people read. */
 uint64_t	 wall_ms(void);
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-26T17:34:37.123Z. */
 void		 format_rfc3339(uint64_t wall, char out[32]);
 
-/* Count UTF-8 code points; the input is known to be valid UTF-8. */
+/* Code points of S as sent (an invalid byte counts as one U+FFFD). */
 size_t		 utf8_runes(const char *, size_t);
+/* Replace every byte that starts no valid UTF-8 sequence with '?'. */
+void		 utf8_scrub(char *);
 /* Fill with random bytes (getrandom); never fails. */
 void		 random_bytes(void *, size_t);
 /* Uniform random integer in [lo, hi]. */
@@ -292,6 +297,7 @@ struct response {
 	const char	*body;		/* NUL-terminated, possibly cut short */
 	size_t		 body_len;
 	bool		 body_cut;	/* more came than was kept */
+	uint64_t	 sent_ms;	/* monotonic: when it went out, or 0 */
 };
 
 enum verdict {

@@ -33,6 +33,7 @@
  * (a webhook URL is a secret): anything looking like one is replaced.
  */
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -151,8 +152,21 @@ copy_text(char *dst, size_t dstsz, const char *src, size_t len, bool ascii)
 			dst[i] = (char)c;
 	}
 	dst[len] = '\0';
-	if (!ascii)
+	if (!ascii) {
 		utf8_trim_incomplete(dst);
+		utf8_scrub(dst);
+	}
+}
+
+/* Error ids are dotted words (api.context.session_expired.app_error):
+ * anything else in one, a URL say, is not repeated. */
+static void
+id_scrub(char *id)
+{
+	for (; *id != '\0'; id++)
+		if (!isalnum((unsigned char)*id) && *id != '.' && *id != '_' &&
+		    *id != '-')
+			*id = '?';
 }
 
 /*
@@ -322,9 +336,11 @@ body_read(const struct response *r, struct body_info *bi)
 		if (YAJL_IS_OBJECT(root)) {
 			bi->json_object = true;
 			v = yajl_tree_get(root, id_path, yajl_t_string);
-			if (v != NULL && v->u.string != NULL)
+			if (v != NULL && v->u.string != NULL) {
 				copy_text(bi->id, sizeof bi->id, v->u.string,
 				    strlen(v->u.string), true);
+				id_scrub(bi->id);
+			}
 			v = yajl_tree_get(root, msg_path, yajl_t_string);
 			if (v != NULL && v->u.string != NULL)
 				copy_text(bi->message, sizeof bi->message,

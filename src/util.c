@@ -274,6 +274,16 @@ now_ms(void)
 }
 
 uint64_t
+now_ms_ceil(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 +
+	    ((uint64_t)ts.tv_nsec + 999999) / 1000000;
+}
+
+uint64_t
 wall_ms(void)
 {
 	return clock_ms(CLOCK_REALTIME);
@@ -294,13 +304,36 @@ format_rfc3339(uint64_t wall, char out[32])
 size_t
 utf8_runes(const char *s, size_t len)
 {
-	size_t	i, n = 0;
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i = 0, n = 0, k;
 
-	/* Every byte that is not a continuation byte starts a code point. */
-	for (i = 0; i < len; i++)
-		if (((unsigned char)s[i] & 0xC0) != 0x80)
-			n++;
+	/* Counted as buf_add_json_string sends it: a byte that starts no
+	 * valid sequence (yajl lets UTF-8 surrogates through) becomes one
+	 * U+FFFD. */
+	while (i < len) {
+		if (p[i] < 0x80)
+			i++;
+		else if ((k = utf8_seq_len(p + i, len - i)) == 0)
+			i++;
+		else
+			i += k;
+		n++;
+	}
 	return n;
+}
+
+void
+utf8_scrub(char *s)
+{
+	unsigned char	*p = (unsigned char *)s;
+	size_t		 len = strlen(s), i = 0, k;
+
+	while (i < len) {
+		if ((k = utf8_seq_len(p + i, len - i)) == 0)
+			p[i++] = '?';
+		else
+			i += k;
+	}
 }
 
 void
