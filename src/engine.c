@@ -267,9 +267,6 @@ open_batch(struct target *t)
 	if (b->format == BATCH_JSON && !b->rows_known) {
 		if (batch_validate_json(b->fd, &rows, reason,
 		    sizeof reason) == -1) {
-			log_warnx("%s: %s set aside: %s", t->name, b->name,
-			    reason);
-			t->failed++;
 			t->batch = NULL;
 			if (spool_set_aside_batch(t->spool, b, &(struct
 			    set_aside){ 0, "", reason }, 0) == -1) {
@@ -277,6 +274,9 @@ open_batch(struct target *t)
 				storage_trouble(t, "cannot set a batch aside");
 				return -1;
 			}
+			log_warnx("%s: %s set aside: %s", t->name, b->name,
+			    reason);
+			t->failed++;
 			return 0;
 		}
 		b->rows_total = rows;
@@ -464,8 +464,11 @@ on_response(void *arg, const struct response *resp)
 	case VERDICT_RATE_LIMITED:
 		t->rate_limited++;
 		t->retries++;
-		wait = o.has_wait ? o.wait_ms : backoff_delay(++t->failures,
-		    t->conf->backoff_min_ms, t->conf->backoff_max_ms);
+		/* "Retry now" (0, a date past) repeated would spin: back off
+		 * then, as for a 429 that says nothing. */
+		wait = o.has_wait && o.wait_ms > 0 ? o.wait_ms :
+		    backoff_delay(++t->failures, t->conf->backoff_min_ms,
+		    t->conf->backoff_max_ms);
 		if (now + wait > t->next_send)
 			t->next_send = now + wait;
 		t->state = TARGET_RATE_LIMITED;

@@ -424,7 +424,9 @@ http_check_done(struct http *h)
 		curl_multi_remove_handle(h->multi, r->easy);
 		unlink_request(h, r);
 
-		resp.status = resp.curl_code == CURLE_OK ? status : 0;
+		/* Kept even when the transfer broke afterwards: a 2xx status
+		 * line means the post exists (outcome.c decides). */
+		resp.status = status;
 		resp.curl_error = r->error[0] != '\0' ? r->error :
 		    curl_easy_strerror(msg->data.result);
 		resp.retry_after = r->retry_after;

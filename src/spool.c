@@ -565,9 +565,8 @@ spool_resume(struct spool *sp, struct batch **out, char **cause)
 			if (spool_set_aside_batch(sp, b, &(struct set_aside){
 			    0, "", "progress file unreadable after a crash; "
 			    "some rows may have been delivered" }, 0) == -1) {
-				xasprintf(cause, "%s: cannot set aside batch "
-				    "%020" PRIu64 ": %s", sp->target, seq,
-				    strerror(errno));
+				xasprintf(cause, "cannot set aside batch "
+				    "%020" PRIu64 ": %s", seq, strerror(errno));
 				spool_batch_free(b);
 				r = -1;
 				break;
@@ -583,9 +582,8 @@ spool_resume(struct spool *sp, struct batch **out, char **cause)
 			if (!have_batch && b->finish_stem == NULL)
 				b->whole = false;
 			if (finish_move(sp, b, b->whole && have_batch) == -1) {
-				xasprintf(cause, "%s: cannot finish batch %s: "
-				    "%s", sp->target, b->name,
-				    strerror(errno));
+				xasprintf(cause, "cannot finish batch %s: %s",
+				    b->name, strerror(errno));
 				spool_batch_free(b);
 				r = -1;
 				break;
@@ -594,13 +592,34 @@ spool_resume(struct spool *sp, struct batch **out, char **cause)
 			continue;
 		}
 		if (truncate_active(sp, seq, "failed", b->failed_len) == -1 ||
-		    truncate_active(sp, seq, "errors", b->errors_len) == -1 ||
-		    open_batch_file(sp, b) == -1) {
-			xasprintf(cause, "%s: cannot resume batch %s: %s",
-			    sp->target, b->name, strerror(errno));
+		    truncate_active(sp, seq, "errors", b->errors_len) == -1) {
+			xasprintf(cause, "cannot resume batch %s: %s",
+			    b->name, strerror(errno));
 			spool_batch_free(b);
 			r = -1;
 			break;
+		}
+		if (open_batch_file(sp, b) == -1) {
+			if (errno != ELOOP && errno != EINVAL) {
+				xasprintf(cause, "cannot resume batch %s: %s",
+				    b->name, strerror(errno));
+				spool_batch_free(b);
+				r = -1;
+				break;
+			}
+			/* Taken, but never a batch: a link, FIFO, folder
+			 * whose setting aside was interrupted. */
+			log_warnx("%s: %s is not a regular file: set aside",
+			    sp->target, b->name);
+			if (spool_set_aside_batch(sp, b, &(struct set_aside){
+			    0, "", "not a regular file" }, 0) == -1) {
+				xasprintf(cause, "cannot set aside %s: %s",
+				    b->name, strerror(errno));
+				spool_batch_free(b);
+				r = -1;
+				break;
+			}
+			continue;
 		}
 		if (b->pos.row > 0)
 			log_info("%s: resuming %s at row %" PRIu64,
@@ -703,8 +722,12 @@ finish_move(struct spool *sp, struct batch *b, bool whole)
 		}
 		if (b->finish_stem == NULL) {
 			b->finish_stem = free_stem(sp, stem, ext);
-			if (state_write(sp, b) == -1)
+			if (state_write(sp, b) == -1) {
+				/* Only a durable choice may be used. */
+				free(b->finish_stem);
+				b->finish_stem = NULL;
 				break;
+			}
 		}
 		free(dst[0]);
 		free(dst[1]);
@@ -1015,6 +1038,7 @@ spool_set_aside_batch(struct spool *sp, struct batch *b,
     const struct set_aside *why, uint64_t line)
 {
 	struct buf	text;
+	size_t		added;
 	int		fd, saved;
 
 	buf_init(&text);
@@ -1028,11 +1052,15 @@ spool_set_aside_batch(struct spool *sp, struct batch *b,
 		goto fail;
 	}
 	close(fd);
-	b->errors_len += text.len;
+	added = text.len;
+	b->errors_len += added;
 	b->whole = true;
 	buf_free(&text);
-	if (finish_move(sp, b, true) == -1)
+	if (finish_move(sp, b, true) == -1) {
+		/* Not durable: the next attempt writes the line again. */
+		b->errors_len -= added;
 		return -1;
+	}
 	spool_batch_free(b);
 	return 0;
 fail:

@@ -7,12 +7,15 @@
  * POST /hooks/<id> and GET /api/v4/channels/<id>/posts, with the same status
  * codes and AppError ids, the 30 s pending_post_id dedupe and an optional
  * GCRA rate limiter.  On top of that it can misbehave on purpose: scripted
- * faults by request number (--fault), added latency, a connection reset, a
- * request that is never answered.  What it received and what it created are
+ * faults by request number (--fault, and --fault-get among GETs), added
+ * latency, a connection reset (also mid-body), a request that is never
+ * answered, headers and bodies of absurd size, absurd Retry-After values.
+ * What it received (with the fault that hit it) and what it created are
  * appended as JSON lines to --requests and --posts for the tests to read.
  *
  * Single-threaded, libevent evhttp; every answer that is not sent at once
- * (latency, slow, hang, reset) is kept in a "pending" list with its timer.
+ * (latency, slow, hang, reset, halfbody) is kept in a "pending" list with
+ * its timer.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -109,7 +113,13 @@ static const char usage_text[] =
     "                         KIND: 500 502 503 504 400 401 403 404 413 501\n"
     "                         429 429:S 429:date:S 429:bare 429:reset:S\n"
     "                         remaining0:S reset hang slow:MS notjson\n"
-    "                         garbage2xx\n"
+    "                         garbage2xx halfbody halfbody500\n"
+    "                         bigheader:KB manyheaders:N bigbody500:MB\n"
+    "                         bigbody2xx:MB 429:raw:V 429:rawreset:V\n"
+    "                         503:raw:V remaining0:raw:V\n"
+    "  --fault-get N[-M]:KIND the same for GET requests N..M, counted among\n"
+    "                         GETs only (the lookups after a restart);\n"
+    "                         tried before --fault\n"
     "  --posts FILE           append one JSON line per created post\n"
     "  --requests FILE        append one JSON line per received request\n"
     "  --verbose              log every request on stderr\n"
@@ -128,7 +138,26 @@ static const char usage_text[] =
     "the rate limiter.  Requests that libevent itself refuses (a broken\n"
     "request line, headers over 64 KiB, a body over 4 MiB) are not counted.\n"
     "\n"
-    "SIGTERM or SIGINT stops the server with exit status 0.\n";
+    "Absurd answers: halfbody sends the normal answer's status line, headers\n"
+    "and half of its body, then resets the connection (the post is created);\n"
+    "halfbody500 does the same with a 500 AppError (nothing created).\n"
+    "bigheader:KB adds one header of KB KiB, manyheaders:N adds N small\n"
+    "headers, bigbody2xx:MB pads a success's JSON body to MB MiB (these three\n"
+    "create the post); bigbody500:MB is a 500 whose body is MB MiB of\n"
+    "unterminated JSON.  429:raw:V sends Retry-After: V verbatim (any text:\n"
+    "-1, 999999999, soon, a date) and nothing else; 429:rawreset:V only\n"
+    "X-RateLimit-Reset: V; 503:raw:V a proxy's 503 with Retry-After: V;\n"
+    "remaining0:raw:V a success with X-RateLimit-Remaining: 0 and\n"
+    "X-RateLimit-Reset: V.\n"
+    "\n"
+    "Each line of --requests holds n, t (ms), method, path, auth,\n"
+    "body_bytes, and when they apply: fault (the KIND that hit it), message\n"
+    "(a post's message or a webhook's text, cut at 200 bytes) and\n"
+    "pending_post_id.\n"
+    "\n"
+    "SIGTERM or SIGINT stops the server with exit status 0: it stops\n"
+    "listening at once, resets connections that send a new request, and\n"
+    "gives answers already made 100 ms to go out.\n";
 
 /* ------------------------------------------------------------------------ */
 /* Small utilities                                                          */
@@ -516,6 +545,16 @@ enum fault_kind {
     FAULT_SLOW,       /* answer .arg ms late */
     FAULT_NOTJSON,    /* 500 with an HTML body */
     FAULT_GARBAGE2XX, /* success with a body that is not JSON */
+    FAULT_HALFBODY,   /* the normal answer cut mid-body, then a RST */
+    FAULT_HALFBODY500, /* a 500 cut mid-body, then a RST */
+    FAULT_BIGHEADER,  /* one header of .arg KiB */
+    FAULT_MANYHEADERS, /* .arg small headers */
+    FAULT_BIGBODY500, /* a 500 with .arg MiB of body */
+    FAULT_BIGBODY2XX, /* a success padded to .arg MiB */
+    FAULT_429_RAW,    /* 429, Retry-After: .raw verbatim */
+    FAULT_429_RAWRESET, /* 429, X-RateLimit-Reset: .raw only */
+    FAULT_503_RAW,    /* 503 text, Retry-After: .raw verbatim */
+    FAULT_REMAINING0_RAW, /* success, Remaining 0, Reset: .raw */
 };
 
 struct fault {
@@ -523,6 +562,8 @@ struct fault {
     enum fault_kind kind;
     int status;
     long arg;
+    const char *raw;  /* the verbatim header value of the *:raw* kinds */
+    const char *spec; /* the KIND as written, for the request log */
 };
 
 struct options {
@@ -538,6 +579,8 @@ struct options {
     long latency_ms;
     struct fault *faults;
     size_t nfaults;
+    struct fault *get_faults; /* --fault-get: numbered among GETs only */
+    size_t nget_faults;
     const char *posts_path, *requests_path;
     bool verbose;
 };
@@ -575,6 +618,7 @@ static bool parse_fault(const char *spec, struct fault *f)
     memset(f, 0, sizeof *f);
     if (*spec < '0' || *spec > '9')
         return false;
+    f->spec = strchr(spec, ':') ? strchr(spec, ':') + 1 : spec;
     errno = 0;
     f->first = strtoul(spec, &end, 10);
     f->last = f->first;
@@ -597,6 +641,42 @@ static bool parse_fault(const char *spec, struct fault *f)
             f->status = plain_statuses[i];
             return true;
         }
+    }
+    {
+        static const struct {
+            const char *prefix;
+            enum fault_kind kind;
+        } raws[] = {
+            {"429:raw:", FAULT_429_RAW},
+            {"429:rawreset:", FAULT_429_RAWRESET},
+            {"503:raw:", FAULT_503_RAW},
+            {"remaining0:raw:", FAULT_REMAINING0_RAW},
+        };
+        for (size_t i = 0; i < sizeof raws / sizeof *raws; i++) {
+            size_t n = strlen(raws[i].prefix);
+            if (strncmp(kind, raws[i].prefix, n) == 0) {
+                f->kind = raws[i].kind;
+                f->raw = kind + n;
+                /* a header value cannot hold a line end */
+                return strpbrk(f->raw, "\r\n") == NULL;
+            }
+        }
+    }
+    if (strncmp(kind, "bigheader:", 10) == 0) {
+        f->kind = FAULT_BIGHEADER;
+        return parse_long(kind + 10, 1, 1024L * 1024, &f->arg);
+    }
+    if (strncmp(kind, "manyheaders:", 12) == 0) {
+        f->kind = FAULT_MANYHEADERS;
+        return parse_long(kind + 12, 1, 1000000, &f->arg);
+    }
+    if (strncmp(kind, "bigbody500:", 11) == 0) {
+        f->kind = FAULT_BIGBODY500;
+        return parse_long(kind + 11, 1, 4096, &f->arg);
+    }
+    if (strncmp(kind, "bigbody2xx:", 11) == 0) {
+        f->kind = FAULT_BIGBODY2XX;
+        return parse_long(kind + 11, 1, 4096, &f->arg);
     }
     if (strcmp(kind, "429") == 0) {
         f->kind = FAULT_429;
@@ -635,6 +715,10 @@ static bool parse_fault(const char *spec, struct fault *f)
         f->kind = FAULT_NOTJSON;
     else if (strcmp(kind, "garbage2xx") == 0)
         f->kind = FAULT_GARBAGE2XX;
+    else if (strcmp(kind, "halfbody") == 0)
+        f->kind = FAULT_HALFBODY;
+    else if (strcmp(kind, "halfbody500") == 0)
+        f->kind = FAULT_HALFBODY500;
     else
         return false;
     return true;
@@ -656,6 +740,7 @@ enum {
     OPT_BURST,
     OPT_LATENCY,
     OPT_FAULT,
+    OPT_FAULT_GET,
     OPT_POSTS,
     OPT_REQUESTS,
     OPT_VERBOSE,
@@ -692,6 +777,7 @@ static int parse_options(int argc, char **argv, struct options *o,
         {"burst", required_argument, NULL, OPT_BURST},
         {"latency", required_argument, NULL, OPT_LATENCY},
         {"fault", required_argument, NULL, OPT_FAULT},
+        {"fault-get", required_argument, NULL, OPT_FAULT_GET},
         {"posts", required_argument, NULL, OPT_POSTS},
         {"requests", required_argument, NULL, OPT_REQUESTS},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
@@ -783,6 +869,15 @@ static int parse_options(int argc, char **argv, struct options *o,
             }
             o->nfaults++;
             break;
+        case OPT_FAULT_GET:
+            o->get_faults = xrealloc(o->get_faults, (o->nget_faults + 1) *
+                                                        sizeof *o->get_faults);
+            if (!parse_fault(optarg, &o->get_faults[o->nget_faults])) {
+                usage_error("bad --fault-get '%s' (want N[-M]:KIND)", optarg);
+                return 2;
+            }
+            o->nget_faults++;
+            break;
         case OPT_POSTS:
             o->posts_path = optarg;
             break;
@@ -831,6 +926,7 @@ static void options_free(struct options *o)
     free(o->hook_channels.v);
     free(o->hook_users.v);
     free(o->faults);
+    free(o->get_faults);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -992,12 +1088,15 @@ struct server {
     SSL_CTX *tls;
     FILE *posts_file, *requests_file;
     unsigned long nrequests;
+    unsigned long ngets; /* GET requests, for --fault-get */
     bool rate_limited;
     struct limiter limiter;
     struct dedupe dedupe;
     struct post *posts;
     size_t nposts, posts_cap;
     struct pending *pending;
+    struct evhttp_bound_socket *listener;
+    bool stopping;
 };
 
 enum auth { AUTH_NONE, AUTH_OK, AUTH_BAD };
@@ -1657,12 +1756,23 @@ static enum auth check_auth(const struct server *s, struct evhttp_request *req)
 /* ------------------------------------------------------------------------ */
 /* Faults                                                                   */
 
-static const struct fault *find_fault(const struct server *s, unsigned long n)
+static const struct fault *find_in(const struct fault *v, size_t nv,
+                                   unsigned long n)
 {
-    for (size_t i = 0; i < s->opt.nfaults; i++)
-        if (n >= s->opt.faults[i].first && n <= s->opt.faults[i].last)
-            return &s->opt.faults[i];
+    for (size_t i = 0; i < nv; i++)
+        if (n >= v[i].first && n <= v[i].last)
+            return &v[i];
     return NULL;
+}
+
+/* The fault for request N (and, for a GET, the NGETth GET). */
+static const struct fault *find_fault(const struct server *s, unsigned long n,
+                                      unsigned long nget)
+{
+    const struct fault *f = NULL;
+    if (nget > 0)
+        f = find_in(s->opt.get_faults, s->opt.nget_faults, nget);
+    return f != NULL ? f : find_in(s->opt.faults, s->opt.nfaults, n);
 }
 
 static long fault_rate_limit(const struct server *s)
@@ -1728,9 +1838,33 @@ static bool fault_replaces_answer(const struct fault *f)
     case FAULT_429_BARE:
     case FAULT_429_RESET:
     case FAULT_NOTJSON:
+    case FAULT_HALFBODY500:
+    case FAULT_BIGBODY500:
+    case FAULT_429_RAW:
+    case FAULT_429_RAWRESET:
+    case FAULT_503_RAW:
         return true;
     default:
         return false;
+    }
+}
+
+/* A 64 KiB block of filler, referenced (not copied) by the big bodies. */
+static const char *filler_block(void)
+{
+    static char block[64 * 1024];
+    if (block[0] == '\0')
+        memset(block, 'x', sizeof block);
+    return block;
+}
+
+static void add_filler(struct evbuffer *out, size_t bytes)
+{
+    const char *block = filler_block();
+    while (bytes > 0) {
+        size_t n = bytes < 64 * 1024 ? bytes : 64 * 1024;
+        evbuffer_add_reference(out, block, n, NULL, NULL);
+        bytes -= n;
     }
 }
 
@@ -1770,6 +1904,29 @@ static void apply_fault_answer(struct exchange *x, const struct fault *f)
         set_rate_headers(x, fault_rate_limit(x->srv), 0, f->arg);
         reply_limit_exceeded(x);
         break;
+    case FAULT_HALFBODY500:
+        reply_fault_app_error(x, 500);
+        break;
+    case FAULT_BIGBODY500: {
+        static const char head[] =
+            "{\"id\":\"app.post.save.app_error\",\"message\":\"";
+        reply_raw(x, 500, "application/json", head, sizeof head - 1);
+        /* never closed: a parser that reads it all finds no end */
+        add_filler(x->out, (size_t)f->arg * 1024 * 1024);
+        break;
+    }
+    case FAULT_429_RAW:
+        set_header(x->req, "Retry-After", f->raw);
+        reply_limit_exceeded(x);
+        break;
+    case FAULT_429_RAWRESET:
+        set_header(x->req, "X-RateLimit-Reset", f->raw);
+        reply_limit_exceeded(x);
+        break;
+    case FAULT_503_RAW:
+        set_header(x->req, "Retry-After", f->raw);
+        reply_text(x, 503, "text/plain", "503 Service Unavailable\n");
+        break;
     case FAULT_NOTJSON:
         reply_text(x, 500, "text/html",
                    "<html><head><title>500 Internal Server Error</title></head>"
@@ -1790,6 +1947,52 @@ static void apply_fault_modifier(struct exchange *x, const struct fault *f,
         break;
     case FAULT_SLOW:
         *delay_ms += f->arg;
+        break;
+    case FAULT_REMAINING0_RAW:
+        set_header_long(x->req, "X-RateLimit-Limit", fault_rate_limit(x->srv));
+        set_header(x->req, "X-RateLimit-Remaining", "0");
+        set_header(x->req, "X-RateLimit-Reset", f->raw);
+        break;
+    case FAULT_BIGHEADER: {
+        size_t n = (size_t)f->arg * 1024;
+        char *v = xmalloc(n + 1);
+        memset(v, 'a', n);
+        v[n] = '\0';
+        evhttp_add_header(evhttp_request_get_output_headers(x->req),
+                          "X-Filler", v);
+        free(v);
+        break;
+    }
+    case FAULT_MANYHEADERS: {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+        char name[32];
+        for (long i = 0; i < f->arg; i++) {
+            snprintf(name, sizeof name, "X-Filler-%ld", i);
+            evhttp_add_header(h, name, "filler");
+        }
+        break;
+    }
+    case FAULT_BIGBODY2XX:
+        /* the real answer, still valid JSON, with a huge extra field */
+        if (x->status >= 200 && x->status < 300 &&
+            evbuffer_get_length(x->out) > 0) {
+            size_t len = evbuffer_get_length(x->out);
+            size_t target = (size_t)f->arg * 1024 * 1024;
+            struct evbuffer *padded = evbuffer_new();
+            char *copy = xmalloc(len);
+            evbuffer_copyout(x->out, copy, len);
+            if (copy[len - 1] == '}') {
+                evbuffer_add(padded, copy, len - 1);
+                evbuffer_add_printf(padded, ",\"padding\":\"");
+                add_filler(padded, target > len ? target - len : 1);
+                evbuffer_add(padded, "\"}", 2);
+                evbuffer_free(x->out);
+                x->out = padded;
+            } else {
+                evbuffer_free(padded);
+            }
+            free(copy);
+        }
         break;
     case FAULT_GARBAGE2XX:
         /* the status and Content-Type stay: a body that lies about itself */
@@ -1930,10 +2133,61 @@ static void defer(struct exchange *x, enum pending_action action,
     event_add(p->timer, &tv);
 }
 
+/* Sends the status line, the headers and half of the body of the answer in
+ * X by hand, as if the connection broke in the middle of the body; the RST
+ * follows from a timer (so the client reads what came first). */
+static void send_half(struct exchange *x)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(x->req);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(x->req);
+    struct evkeyval *kv;
+    struct evbuffer *raw = evbuffer_new();
+    size_t len = evbuffer_get_length(x->out);
+
+    evbuffer_add_printf(raw, "HTTP/1.1 %d %s\r\n", x->status,
+                        reason_phrase(x->status));
+    TAILQ_FOREACH(kv, h, next)
+        evbuffer_add_printf(raw, "%s: %s\r\n", kv->key, kv->value);
+    evbuffer_add_printf(raw, "Content-Length: %zu\r\n\r\n", len);
+    evbuffer_remove_buffer(x->out, raw, len / 2);
+    if (x->srv->tls != NULL) {
+        bufferevent_write_buffer(bev, raw);
+    } else {
+        /* straight to the socket: evhttp must not add anything */
+        int fd = bufferevent_getfd(bev);
+        while (evbuffer_get_length(raw) > 0) {
+            int n = evbuffer_write(raw, fd);
+            if (n < 0 && errno != EINTR && errno != EAGAIN)
+                break;
+            if (n < 0 && errno == EAGAIN) {
+                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                poll(&pfd, 1, 1000);
+            }
+        }
+    }
+    evbuffer_free(raw);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The request handler                                                      */
 
-static void log_request(const struct exchange *x)
+/* A cut copy of a string for the request log: at most MAX bytes, never
+ * ending inside a UTF-8 sequence. */
+static void gen_key_cut(yajl_gen g, const char *key, const char *v,
+                        size_t max)
+{
+    size_t n = strlen(v);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)v[n] & 0xc0) == 0x80)
+            n--;
+    }
+    gen_str(g, key);
+    yajl_gen_string(g, (const unsigned char *)v, n);
+}
+
+static void log_request(const struct exchange *x, const struct fault *flt)
 {
     FILE *f = x->srv->requests_file;
     const char *uri = evhttp_request_get_uri(x->req);
@@ -1950,6 +2204,25 @@ static void log_request(const struct exchange *x)
     gen_key_str(g, "path", uri ? uri : "");
     gen_key_str(g, "auth", auth_names[x->auth]);
     gen_key_int(g, "body_bytes", (long long)x->body_len);
+    if (flt != NULL)
+        gen_key_str(g, "fault", flt->spec);
+    if ((x->route == ROUTE_CREATE_POST || x->route == ROUTE_HOOK) &&
+        x->body_len > 0 && x->body[0] == '{') {
+        yajl_val doc = parse_json(x->body, x->body_len);
+        const char *m = NULL, *ppid = NULL;
+        if (doc != NULL) {
+            if (!obj_string(doc, x->route == ROUTE_HOOK ? "text" : "message",
+                            &m))
+                m = NULL;
+            if (!obj_string(doc, "pending_post_id", &ppid))
+                ppid = NULL;
+            if (m != NULL)
+                gen_key_cut(g, "message", m, 200);
+            if (ppid != NULL)
+                gen_key_cut(g, "pending_post_id", ppid, 200);
+            yajl_tree_free(doc);
+        }
+    }
     yajl_gen_map_close(g);
     gen_write_line(g, f);
     yajl_gen_free(g);
@@ -1990,6 +2263,15 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct fault *f;
     long delay_ms = s->opt.latency_ms;
 
+    if (s->stopping && evcon != NULL) {
+        /* Going away: this one is not handled, just cut off. */
+        evhttp_connection_set_closecb(evcon, on_connection_close, s);
+        x.out = evbuffer_new();
+        defer(&x, PENDING_RESET, 0);
+        if (x.out != NULL)
+            evbuffer_free(x.out);
+        return;
+    }
     x.n = ++s->nrequests;
     x.t_ms = wall_ms();
     x.mono = mono_s();
@@ -2000,10 +2282,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     read_body(&x);
     x.auth = check_auth(s, req);
     classify_route(&x);
-    log_request(&x);
+    f = find_fault(s, x.n,
+                   evhttp_request_get_command(req) == EVHTTP_REQ_GET
+                       ? ++s->ngets
+                       : 0);
+    log_request(&x, f);
     set_header(req, "X-Request-Id", x.request_id);
 
-    f = find_fault(s, x.n);
     if (f != NULL && (f->kind == FAULT_RESET || f->kind == FAULT_HANG) &&
         evcon != NULL) {
         if (s->opt.verbose)
@@ -2029,7 +2314,11 @@ static void on_request(struct evhttp_request *req, void *arg)
               evhttp_request_get_uri(req), x.status,
               delay_ms > 0 ? " (delayed)" : "");
 
-    if (delay_ms > 0 && evcon != NULL)
+    if (f != NULL && (f->kind == FAULT_HALFBODY ||
+                      f->kind == FAULT_HALFBODY500) && evcon != NULL) {
+        send_half(&x);
+        defer(&x, PENDING_RESET, delay_ms + 100);
+    } else if (delay_ms > 0 && evcon != NULL)
         defer(&x, PENDING_REPLY, delay_ms);
     else
         evhttp_send_reply(req, x.status, reason_phrase(x.status), x.out);
@@ -2121,12 +2410,24 @@ static FILE *open_log(const char *path)
     return f;
 }
 
+/* Stop listening at once; give answers already made a moment to go out
+ * (a post created must not lose its answer); a second signal ends it now. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    struct event_base *base = arg;
+    struct server *s = arg;
+    struct timeval tv = {0, 100 * 1000};
     (void)sig;
     (void)what;
-    event_base_loopbreak(base);
+    if (s->stopping) {
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = true;
+    if (s->listener != NULL) {
+        evhttp_del_accept_socket(s->http, s->listener);
+        s->listener = NULL;
+    }
+    event_base_loopexit(s->base, &tv);
 }
 
 static bool server_start(struct server *s)
@@ -2177,6 +2478,7 @@ static bool server_start(struct server *s)
 
     handle = evhttp_bind_socket_with_handle(s->http, o->listen_host,
                                             (ev_uint16_t)o->listen_port);
+    s->listener = handle;
     if (handle == NULL) {
         warnx("cannot listen on %s:%d: %s", o->listen_host, o->listen_port,
               strerror(errno));
@@ -2242,8 +2544,8 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    sigterm = evsignal_new(s->base, SIGTERM, on_signal, s->base);
-    sigint = evsignal_new(s->base, SIGINT, on_signal, s->base);
+    sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+    sigint = evsignal_new(s->base, SIGINT, on_signal, s);
     if (sigterm == NULL || sigint == NULL || event_add(sigterm, NULL) != 0 ||
         event_add(sigint, NULL) != 0) {
         warnx("cannot set up signal handling");

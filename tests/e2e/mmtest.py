@@ -29,6 +29,11 @@ HOOK = "hook1234567890abcdefghijkl"
 # Shared machines are noisy: every deadline is generous.
 DEFAULT_TIMEOUT = float(os.environ.get("MMS_TEST_TIMEOUT", "30"))
 
+# A command put before the daemon (MMS_DAEMON_WRAPPER) or the fake server
+# (MMS_FAKE_WRAPPER), split on spaces: "valgrind --error-exitcode=99 ...".
+DAEMON_WRAPPER = os.environ.get("MMS_DAEMON_WRAPPER", "").split()
+FAKE_WRAPPER = os.environ.get("MMS_FAKE_WRAPPER", "").split()
+
 _tests = []
 
 
@@ -170,9 +175,10 @@ class FakeServer:
         port_file = self.w.file(self.name + ".port")
         if os.path.exists(port_file):
             os.unlink(port_file)
-        cmd = [FAKE_MATTERMOST, "--listen", "127.0.0.1:%d" % (port or 0),
-               "--port-file", port_file, "--posts", self.posts_path,
-               "--requests", self.requests_path] + self.args
+        cmd = FAKE_WRAPPER + [
+            FAKE_MATTERMOST, "--listen", "127.0.0.1:%d" % (port or 0),
+            "--port-file", port_file, "--posts", self.posts_path,
+            "--requests", self.requests_path] + self.args
         if self.tls:
             cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         self.logf = open(self.log_path, "ab")
@@ -285,7 +291,8 @@ class Daemon:
         env["NOTIFY_SOCKET"] = self.notify_path
         env.update(self.env)
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BUILD_MMSYNCD, "-c", self.config_path],
+        self.proc = subprocess.Popen(DAEMON_WRAPPER +
+                                     [BUILD_MMSYNCD, "-c", self.config_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      env=env)
         if wait_ready:
