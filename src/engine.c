@@ -267,6 +267,8 @@ open_batch(struct target *t)
 	if (b->format == BATCH_JSON && !b->rows_known) {
 		if (batch_validate_json(b->fd, &rows, reason,
 		    sizeof reason) == -1) {
+			log_warnx("%s: %s set aside: %s", t->name, b->name,
+			    reason);
 			t->batch = NULL;
 			if (spool_set_aside_batch(t->spool, b, &(struct
 			    set_aside){ 0, "", reason }, 0) == -1) {
@@ -274,9 +276,7 @@ open_batch(struct target *t)
 				storage_trouble(t, "cannot set a batch aside");
 				return -1;
 			}
-			log_warnx("%s: %s set aside: %s", t->name, b->name,
-			    reason);
-			t->failed++;
+			t->failed++;	/* b is gone: counted once it is safe */
 			return 0;
 		}
 		b->rows_total = rows;
@@ -304,6 +304,7 @@ batch_broken(struct target *t, char *cause)
 	    "handled)", cause, b->pos.row);
 	free(cause);
 	close_reader(t);
+	log_warnx("%s: %s set aside: %s", t->name, b->name, reason);
 	t->batch = NULL;
 	if (spool_set_aside_batch(t->spool, b, &(struct set_aside){
 	    0, "", reason }, b->pos.line) == -1) {
@@ -311,7 +312,6 @@ batch_broken(struct target *t, char *cause)
 		storage_trouble(t, "cannot set a batch aside");
 		return -1;
 	}
-	log_warnx("%s: %s set aside: %s", t->name, b->name, reason);
 	return 2;
 }
 

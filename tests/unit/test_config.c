@@ -243,10 +243,10 @@ test_top_defaults(void)
 		show_errors();
 		return;
 	}
-	ok(C->log_level == LOG_LEVEL_INFO && C->spool_mode == 0770 &&
+	ok(C->log_level == LOG_LEVEL_INFO && C->spool_mode == 02770 &&
 	    C->socket_mode == 0660 && C->spool_group == NULL &&
 	    C->socket_group == NULL,
-	    "top-level defaults: info, 0770, 0660, no groups");
+	    "top-level defaults: info, 2770, 0660, no groups");
 	ok(C->targets[0]->channel == NULL && C->targets[0]->username == NULL,
 	    "webhook channel and username optional");
 
