@@ -127,7 +127,7 @@ engine_state_name(enum target_state s)
 	return names[s];
 }
 
-static void
+static void MMS_PRINTF(2, 3)
 set_error(struct target *t, const char *fmt, ...)
 {
 	va_list	ap;

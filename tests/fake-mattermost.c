@@ -198,7 +198,8 @@ static char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
-static void warnx(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2)))
+warnx(const char *fmt, ...)
 {
     va_list ap;
     fputs(PROG ": ", stderr);
@@ -747,7 +748,8 @@ enum {
     OPT_HELP,
 };
 
-static void usage_error(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
 {
     va_list ap;
     fputs(PROG ": ", stderr);
