@@ -835,6 +835,9 @@ read_token_file(struct loader *L, const struct ynode *v, const char *path)
 		if (errno == EFBIG)
 			problem_at(L, v, "token_file: %s is larger than 4 KiB; "
 			    "it should hold only the token", shown(path, tmp));
+		else if (errno == EINVAL)
+			problem_at(L, v, "token_file: %s is not a regular file",
+			    shown(path, tmp));
 		else
 			problem_at(L, v, "token_file: cannot read %s: %s",
 			    shown(path, tmp), strerror(errno));

@@ -512,12 +512,25 @@ int
 file_read_small(const char *path, size_t max, char **out, size_t *outlen)
 {
 	struct buf	b;
+	struct stat	st;
 	char		chunk[4096];
 	ssize_t		n;
 	int		fd, saved;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	/* A FIFO or device at the path must not hang the caller. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
 		return -1;
+	if (fstat(fd, &st) == -1)
+		saved = errno;
+	else if (!S_ISREG(st.st_mode))
+		saved = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	else
+		saved = 0;
+	if (saved != 0) {
+		close(fd);
+		errno = saved;
+		return -1;
+	}
 	buf_init(&b);
 	buf_reserve(&b, 0);
 	for (;;) {
